@@ -1,0 +1,195 @@
+/**
+ * A usage tap: a TransformStream that hands bytes on untouched, at once, and reads the
+ * `usage` object out of them as they pass — from an SSE stream (the last event that carries
+ * one) or from a JSON body (kept only as a bounded head and tail, where `usage` sits).
+ */
+import { createParser } from 'eventsource-parser';
+import { type Usage, UsageSchema } from './schemas.js';
+import { SSE_DONE } from './sse.js';
+
+/** How the body is framed. */
+export type UsageTapFormat = 'sse' | 'json';
+
+/** Options for {@link createUsageTap}. */
+export interface UsageTapOptions {
+  /** The body's framing. */
+  format: UsageTapFormat;
+  /** Called with each usage object seen (for SSE, possibly more than once; the last wins). */
+  onUsage?: (usage: Usage) => void;
+  /**
+   * For JSON bodies: bytes kept from each end of a large body. `usage` is a top-level field
+   * that servers write last (or first), so a bounded window finds it without holding the body.
+   * @default 65536
+   */
+  windowBytes?: number;
+}
+
+/** What the tap saw once the stream has ended. */
+export interface UsageTapResult {
+  /** The last usage object seen, if any. */
+  usage: Usage | undefined;
+  /** For SSE: whether the `[DONE]` event arrived. For JSON: whether the body parsed. */
+  complete: boolean;
+  /** Bytes that passed through. */
+  bytes: number;
+}
+
+/** A TransformStream with a view of what it has seen. */
+export interface UsageTap extends TransformStream<Uint8Array, Uint8Array> {
+  /** What was seen so far; final once the readable side has closed. */
+  result(): UsageTapResult;
+}
+
+function toUsage(value: unknown): Usage | undefined {
+  const parsed = UsageSchema.safeParse(value);
+  return parsed.success ? parsed.data : undefined;
+}
+
+/**
+ * Creates a usage tap.
+ *
+ * @example
+ * ```ts
+ * const tap = createUsageTap({ format: 'sse', onUsage: (usage) => record(usage) });
+ * return new Response(upstream.body.pipeThrough(tap), upstream);
+ * ```
+ */
+export function createUsageTap(options: UsageTapOptions): UsageTap {
+  const state: UsageTapResult = { usage: undefined, complete: false, bytes: 0 };
+  const found = (usage: Usage | undefined) => {
+    if (!usage) return;
+    state.usage = usage;
+    options.onUsage?.(usage);
+  };
+  const transformer =
+    options.format === 'sse' ? sseTransformer(state, found) : jsonTransformer(state, found, options.windowBytes ?? 65536);
+  const stream = new TransformStream<Uint8Array, Uint8Array>(transformer) as UsageTap;
+  stream.result = () => ({ ...state });
+  return stream;
+}
+
+function sseTransformer(state: UsageTapResult, found: (usage: Usage | undefined) => void): Transformer<Uint8Array, Uint8Array> {
+  const decoder = new TextDecoder();
+  const parser = createParser({
+    onEvent(event) {
+      if (event.data === SSE_DONE) {
+        state.complete = true;
+        return;
+      }
+      // Most chunks carry no usage; skip the JSON parse for them.
+      if (!event.data.includes('"usage"')) return;
+      try {
+        const parsed = JSON.parse(event.data) as { usage?: unknown };
+        if (parsed && typeof parsed === 'object' && parsed.usage) found(toUsage(parsed.usage));
+      } catch {
+        // Not JSON: not ours to judge; the bytes pass on regardless.
+      }
+    },
+  });
+  return {
+    transform(chunk, controller) {
+      state.bytes += chunk.byteLength;
+      controller.enqueue(chunk);
+      parser.feed(decoder.decode(chunk, { stream: true }));
+    },
+    flush() {
+      const rest = decoder.decode();
+      if (rest) parser.feed(rest);
+      parser.reset({ consume: true });
+    },
+  };
+}
+
+function jsonTransformer(
+  state: UsageTapResult,
+  found: (usage: Usage | undefined) => void,
+  windowBytes: number,
+): Transformer<Uint8Array, Uint8Array> {
+  const head: Uint8Array[] = [];
+  let headBytes = 0;
+  let tail: Uint8Array[] = [];
+  let tailBytes = 0;
+  return {
+    transform(chunk, controller) {
+      state.bytes += chunk.byteLength;
+      controller.enqueue(chunk);
+      if (headBytes < windowBytes) {
+        const take = chunk.subarray(0, windowBytes - headBytes);
+        head.push(take);
+        headBytes += take.byteLength;
+        chunk = chunk.subarray(take.byteLength);
+        if (chunk.byteLength === 0) return;
+      }
+      tail.push(chunk);
+      tailBytes += chunk.byteLength;
+      while (tail.length > 1 && tailBytes - tail[0]!.byteLength >= windowBytes) {
+        tailBytes -= tail.shift()!.byteLength;
+      }
+    },
+    flush() {
+      const headText = new TextDecoder().decode(concat(head));
+      if (tailBytes === 0) {
+        // The whole body fits in the head window: parse it properly.
+        try {
+          const parsed = JSON.parse(headText) as { usage?: unknown };
+          state.complete = true;
+          if (parsed && typeof parsed === 'object') found(toUsage(parsed.usage));
+        } catch {
+          // Not a JSON body; there is no usage to read.
+        }
+        return;
+      }
+      const tailText = new TextDecoder().decode(concat(tail));
+      state.complete = true;
+      found(usageFromFragment(tailText) ?? usageFromFragment(headText));
+      tail = [];
+    },
+  };
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0]!;
+  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.byteLength, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.byteLength;
+  }
+  return out;
+}
+
+/** Finds the last `"usage": {...}` object in a fragment of JSON text and parses it. */
+function usageFromFragment(text: string): Usage | undefined {
+  let at = text.lastIndexOf('"usage"');
+  while (at !== -1) {
+    const open = text.indexOf('{', at);
+    const between = open === -1 ? '' : text.slice(at + 7, open);
+    if (open !== -1 && /^\s*:\s*$/.test(between)) {
+      const close = matchBrace(text, open);
+      if (close !== -1) {
+        try {
+          return toUsage(JSON.parse(text.slice(open, close + 1)));
+        } catch {
+          // Fall through to an earlier occurrence.
+        }
+      }
+    }
+    at = at === 0 ? -1 : text.lastIndexOf('"usage"', at - 1);
+  }
+  return undefined;
+}
+
+function matchBrace(text: string, open: number): number {
+  let depth = 0;
+  let inString = false;
+  for (let index = open; index < text.length; index++) {
+    const char = text[index];
+    if (inString) {
+      if (char === '\\') index++;
+      else if (char === '"') inString = false;
+    } else if (char === '"') inString = true;
+    else if (char === '{') depth++;
+    else if (char === '}' && --depth === 0) return index;
+  }
+  return -1;
+}
