@@ -1,0 +1,250 @@
+/**
+ * `pnpm bench`: what the gateway adds on top of calling the upstream directly, measured in
+ * the same run against the same fast fake upstream (bench/upstream.ts).
+ *
+ * Three processes: this one generates load, one runs the upstream, one runs the gateway (as
+ * `pnpm tollgate serve` would, with a static API key and the default info-level access log
+ * written to /dev/null). Latency is measured open-loop at a fixed rate, from each request's
+ * scheduled start (so a stall is not hidden by the load generator waiting for it), for
+ * non-streamed and streamed chat completions; throughput is measured closed-loop with a
+ * fixed number of concurrent connections. Direct and gateway rounds alternate and the
+ * median of the rounds is reported. Options: BENCH_RATE (req/s, default 200),
+ * BENCH_SECONDS (per round, default 5), BENCH_ROUNDS (default 3), BENCH_CONCURRENCY
+ * (default 32), BENCH_JSON=path to also write the figures as JSON.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { Agent, request as httpRequest } from 'node:http';
+import { createServer } from 'node:net';
+import { dirname, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const rate = Number(process.env.BENCH_RATE ?? 200);
+const seconds = Number(process.env.BENCH_SECONDS ?? 5);
+const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
+const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 32);
+const apiKey = 'bench-key';
+
+interface Sample {
+  firstByteMs: number;
+  totalMs: number;
+}
+
+interface Target {
+  name: 'direct' | 'gateway';
+  port: number;
+  path: string;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((done, fail) => {
+    const server = createServer();
+    server.once('error', fail);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => done(port));
+    });
+  });
+}
+
+function startProcess(args: string[], env: Record<string, string>): ChildProcess {
+  return spawn(process.execPath, ['--import', 'tsx', ...args], {
+    cwd: root,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+}
+
+async function waitForHttp(port: number, path: string): Promise<void> {
+  for (let attempt = 0; attempt < 300; attempt++) {
+    const status = await new Promise<number>((done) => {
+      const probe = httpRequest({ host: '127.0.0.1', port, path, method: 'GET' }, (response) => {
+        response.resume();
+        done(response.statusCode ?? 0);
+      });
+      probe.on('error', () => done(0));
+      probe.end();
+    });
+    if (status === 200) return;
+    await sleep(100);
+  }
+  throw new Error(`nothing answered 200 on 127.0.0.1:${port}${path} within 30 s`);
+}
+
+const agent = new Agent({ keepAlive: true, maxSockets: 256 });
+
+function body(stream: boolean): string {
+  return JSON.stringify({
+    model: 'bench-model',
+    messages: [{ role: 'user', content: 'Tell me a short sentence about foxes.' }],
+    max_tokens: 32,
+    stream,
+  });
+}
+
+const bodies = { plain: body(false), stream: body(true) };
+
+/** One request; resolves with its timings measured from `startedAt`. */
+function send(target: Target, stream: boolean, startedAt: number): Promise<Sample> {
+  const payload = stream ? bodies.stream : bodies.plain;
+  return new Promise((done, fail) => {
+    const call = httpRequest(
+      {
+        host: '127.0.0.1',
+        port: target.port,
+        path: target.path,
+        method: 'POST',
+        agent,
+        headers: {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(payload),
+          authorization: `Bearer ${apiKey}`,
+        },
+      },
+      (response) => {
+        let firstByteMs = -1;
+        response.on('data', () => {
+          if (firstByteMs < 0) firstByteMs = performance.now() - startedAt;
+        });
+        response.on('end', () => {
+          if (response.statusCode !== 200) fail(new Error(`${target.name}: HTTP ${response.statusCode}`));
+          else done({ firstByteMs, totalMs: performance.now() - startedAt });
+        });
+        response.on('error', fail);
+      },
+    );
+    call.on('error', fail);
+    call.end(payload);
+  });
+}
+
+/** Fixed-rate (open-loop) load; latency counted from each request's scheduled start. */
+async function openLoop(target: Target, stream: boolean, durationS: number): Promise<Sample[]> {
+  const total = Math.round(rate * durationS);
+  const interval = 1000 / rate;
+  const start = performance.now() + 5;
+  const pending: Promise<Sample>[] = [];
+  for (let index = 0; index < total; index++) {
+    const scheduled = start + index * interval;
+    const wait = scheduled - performance.now();
+    if (wait > 1) await sleep(wait);
+    pending.push(send(target, stream, scheduled));
+  }
+  return Promise.all(pending);
+}
+
+/** Closed-loop load with a fixed number of workers; returns requests per second. */
+async function closedLoop(target: Target, durationS: number): Promise<number> {
+  const deadline = performance.now() + durationS * 1000;
+  let completed = 0;
+  const worker = async () => {
+    while (performance.now() < deadline) {
+      await send(target, false, performance.now());
+      completed++;
+    }
+  };
+  const started = performance.now();
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  return completed / ((performance.now() - started) / 1000);
+}
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
+}
+
+function median(values: number[]): number {
+  return percentile(values, 50);
+}
+
+type Figures = Record<string, number>;
+
+function summarize(samples: Sample[], stream: boolean): Figures {
+  const total = samples.map((sample) => sample.totalMs);
+  const figures: Figures = { p50: percentile(total, 50), p99: percentile(total, 99) };
+  if (stream) {
+    const first = samples.map((sample) => sample.firstByteMs);
+    figures.ttfb_p50 = percentile(first, 50);
+    figures.ttfb_p99 = percentile(first, 99);
+  }
+  return figures;
+}
+
+async function main(): Promise<void> {
+  const upstreamPort = await freePort();
+  const gatewayPort = await freePort();
+  const upstream = startProcess(['bench/upstream.ts', String(upstreamPort)], {});
+  const gateway = startProcess(['apps/gateway/src/cli.ts', 'serve', '--port', String(gatewayPort)], {
+    TOLLGATE_BACKEND_URL: `http://127.0.0.1:${upstreamPort}/v1`,
+    TOLLGATE_BACKEND_TYPE: 'openai',
+    TOLLGATE_API_KEYS: apiKey,
+    TOLLGATE_LOG_LEVEL: 'info',
+    TOLLGATE_DATA_DIR: resolve(root, '.tollgate-bench'),
+  });
+  const children = [upstream, gateway];
+  const stop = () => {
+    for (const child of children) child.kill('SIGTERM');
+  };
+  process.on('exit', stop);
+  try {
+    await waitForHttp(upstreamPort, '/v1/models');
+    await waitForHttp(gatewayPort, '/health/ready');
+    const targets: Target[] = [
+      { name: 'direct', port: upstreamPort, path: '/v1/chat/completions' },
+      { name: 'gateway', port: gatewayPort, path: '/v1/chat/completions' },
+    ];
+    console.log(`warming up (rate ${rate}/s, ${seconds}s x ${rounds} rounds, concurrency ${concurrency})`);
+    for (const target of targets) {
+      await openLoop(target, false, 1);
+      await openLoop(target, true, 1);
+      await closedLoop(target, 1);
+    }
+    const results: Record<string, Record<string, Figures[]>> = { direct: {}, gateway: {} };
+    const record = (target: Target, scenario: string, figures: Figures) => {
+      const byScenario = results[target.name]!;
+      (byScenario[scenario] ??= []).push(figures);
+    };
+    for (let round = 0; round < rounds; round++) {
+      for (const target of round % 2 === 0 ? targets : [...targets].reverse()) {
+        record(target, 'plain', summarize(await openLoop(target, false, seconds), false));
+        record(target, 'stream', summarize(await openLoop(target, true, seconds), true));
+        record(target, 'throughput', { rps: await closedLoop(target, seconds) });
+      }
+    }
+    const medianOf = (name: 'direct' | 'gateway', scenario: string, key: string) =>
+      median(results[name]![scenario]!.map((figures) => figures[key]!));
+    const rows: Array<[string, number, number]> = [];
+    for (const [scenario, keys] of [
+      ['plain', ['p50', 'p99']],
+      ['stream', ['ttfb_p50', 'ttfb_p99', 'p50', 'p99']],
+      ['throughput', ['rps']],
+    ] as const) {
+      for (const key of keys) rows.push([`${scenario} ${key}`, medianOf('direct', scenario, key), medianOf('gateway', scenario, key)]);
+    }
+    console.log('\nfigure                 direct    gateway    added / ratio');
+    for (const [label, direct, through] of rows) {
+      const extra = label.endsWith('rps')
+        ? `${((through / direct) * 100).toFixed(1)}% of direct`
+        : `+${(through - direct).toFixed(3)} ms`;
+      const unit = label.endsWith('rps') ? '' : ' ms';
+      console.log(`${label.padEnd(20)} ${direct.toFixed(label.endsWith('rps') ? 0 : 3).padStart(9)}${unit} ${through.toFixed(label.endsWith('rps') ? 0 : 3).padStart(9)}${unit}    ${extra}`);
+    }
+    if (process.env.BENCH_JSON) {
+      writeFileSync(process.env.BENCH_JSON, `${JSON.stringify({ rate, seconds, rounds, concurrency, rows }, null, 2)}\n`);
+    }
+  } finally {
+    stop();
+    agent.destroy();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    console.error(error instanceof Error ? error.message : error);
+    process.exit(1);
+  },
+);
