@@ -89,7 +89,9 @@ export class TollgateError extends Error {
 
   /** The OpenAI envelope for this error. */
   toJSON(): OpenAIErrorEnvelope {
-    return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
+    return {
+      error: { message: this.message, type: this.type, param: this.param, code: this.code },
+    };
   }
 }
 
@@ -98,7 +100,11 @@ export class TollgateError extends Error {
  * this package (a duplicate install), where `instanceof` would say no.
  */
 export function isTollgateError(value: unknown): value is TollgateError {
-  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[brand] === true;
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    (value as Record<symbol, unknown>)[brand] === true
+  );
 }
 
 /**
@@ -130,36 +136,76 @@ export function errorEnvelope(
 export function errorResponse(error: unknown, headers?: HeadersInit): Response {
   const known = isTollgateError(error)
     ? error
-    : new TollgateError('internal_error', 'The gateway failed to handle this request. It was logged; try again.');
+    : new TollgateError(
+        'internal_error',
+        'The gateway failed to handle this request. It was logged; try again.',
+      );
   const responseHeaders = new Headers(headers);
   responseHeaders.set('content-type', 'application/json');
   for (const [name, value] of Object.entries(known.headers)) responseHeaders.set(name, value);
-  return new Response(JSON.stringify(known.toJSON()), { status: known.status, headers: responseHeaders });
+  return new Response(JSON.stringify(known.toJSON()), {
+    status: known.status,
+    headers: responseHeaders,
+  });
 }
 
 /**
  * Reads an error message out of any upstream error body: the OpenAI envelope, Ollama's
- * `{"error": "..."}`, FastAPI's `{"detail": ...}` (vLLM), or plain text. Returns undefined
- * when the body holds nothing readable.
+ * `{"error": "..."}`, vLLM's `{"object": "error", "message": ...}`, FastAPI's `{"detail": ...}`
+ * (vLLM's request validation), or plain text. Long text is cut to 500 characters. Returns
+ * undefined when the body holds nothing readable.
+ *
+ * @example
+ * ```ts
+ * readUpstreamErrorMessage('{"error":"model \'x\' not found"}'); // "model 'x' not found"
+ * readUpstreamErrorMessage('Bad Gateway'); // 'Bad Gateway'
+ * readUpstreamErrorMessage('  '); // undefined
+ * ```
  */
 export function readUpstreamErrorMessage(body: string): string | undefined {
   const text = body.trim();
   if (!text) return undefined;
+  let parsed: unknown;
   try {
-    const parsed = JSON.parse(text) as unknown;
-    if (parsed && typeof parsed === 'object') {
-      const record = parsed as Record<string, unknown>;
-      const error = record.error;
-      if (typeof error === 'string') return error;
-      if (error && typeof error === 'object' && typeof (error as { message?: unknown }).message === 'string') {
-        return (error as { message: string }).message;
-      }
-      if (typeof record.message === 'string') return record.message;
-      if (typeof record.detail === 'string') return record.detail;
-      if (record.detail !== undefined) return JSON.stringify(record.detail).slice(0, 500);
-    }
+    parsed = JSON.parse(text);
   } catch {
-    // Not JSON: fall through to the text itself.
+    return text.slice(0, 500);
+  }
+  if (typeof parsed === 'string') return nonEmpty(parsed);
+  if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) {
+    const record = parsed as Record<string, unknown>;
+    const error = record.error;
+    if (typeof error === 'string') return nonEmpty(error);
+    if (
+      error &&
+      typeof error === 'object' &&
+      typeof (error as { message?: unknown }).message === 'string'
+    ) {
+      return nonEmpty((error as { message: string }).message);
+    }
+    if (typeof record.message === 'string') return nonEmpty(record.message);
+    if (typeof record.detail === 'string') return nonEmpty(record.detail);
+    if (Array.isArray(record.detail)) {
+      // FastAPI validation errors: [{"loc": ["body", "model"], "msg": "Field required", ...}].
+      const messages = record.detail.flatMap((item) => {
+        if (
+          !item ||
+          typeof item !== 'object' ||
+          typeof (item as { msg?: unknown }).msg !== 'string'
+        )
+          return [];
+        const { loc, msg } = item as { loc?: unknown; msg: string };
+        return [Array.isArray(loc) ? `${loc.join('.')}: ${msg}` : msg];
+      });
+      if (messages.length > 0) return messages.join('; ').slice(0, 500);
+    }
+    if (record.detail !== undefined && record.detail !== null)
+      return JSON.stringify(record.detail).slice(0, 500);
   }
   return text.slice(0, 500);
+}
+
+function nonEmpty(message: string): string | undefined {
+  const trimmed = message.trim();
+  return trimmed ? trimmed.slice(0, 500) : undefined;
 }

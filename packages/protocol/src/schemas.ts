@@ -53,7 +53,9 @@ export const StreamOptionsSchema = z.looseObject({ include_usage: z.boolean().op
 /** POST /v1/chat/completions */
 export const ChatCompletionRequestSchema = z.looseObject({
   model: modelName,
-  messages: z.array(ChatMessageSchema).min(1, { error: '"messages" must hold at least one message.' }),
+  messages: z
+    .array(ChatMessageSchema)
+    .min(1, { error: '"messages" must hold at least one message.' }),
   stream: z.boolean().nullish(),
   stream_options: StreamOptionsSchema.nullish(),
   max_tokens: tokenCount.nullish(),
@@ -67,7 +69,12 @@ export const ChatCompletionRequestSchema = z.looseObject({
 /** POST /v1/completions */
 export const CompletionRequestSchema = z.looseObject({
   model: modelName,
-  prompt: z.union([z.string(), z.array(z.string()), z.array(z.number()), z.array(z.array(z.number()))]),
+  prompt: z.union([
+    z.string(),
+    z.array(z.string()),
+    z.array(z.number()),
+    z.array(z.array(z.number())),
+  ]),
   stream: z.boolean().nullish(),
   stream_options: StreamOptionsSchema.nullish(),
   max_tokens: tokenCount.nullish(),
@@ -77,7 +84,12 @@ export const CompletionRequestSchema = z.looseObject({
 /** POST /v1/embeddings */
 export const EmbeddingRequestSchema = z.looseObject({
   model: modelName,
-  input: z.union([z.string(), z.array(z.string()), z.array(z.number()), z.array(z.array(z.number()))]),
+  input: z.union([
+    z.string(),
+    z.array(z.string()),
+    z.array(z.number()),
+    z.array(z.array(z.number())),
+  ]),
   encoding_format: z.enum(['float', 'base64']).optional(),
   dimensions: z.number().int().positive().optional(),
 });
@@ -138,7 +150,12 @@ export interface ChatCompletion {
   model: string;
   choices: Array<{
     index: number;
-    message: { role: 'assistant'; content: string | null; tool_calls?: ToolCall[]; [key: string]: unknown };
+    message: {
+      role: 'assistant';
+      content: string | null;
+      tool_calls?: ToolCall[];
+      [key: string]: unknown;
+    };
     finish_reason: string | null;
     [key: string]: unknown;
   }>;
@@ -157,7 +174,12 @@ export interface ChatCompletionChunk {
     delta: {
       role?: 'assistant';
       content?: string | null;
-      tool_calls?: Array<{ index: number; id?: string; type?: 'function'; function?: { name?: string; arguments?: string } }>;
+      tool_calls?: Array<{
+        index: number;
+        id?: string;
+        type?: 'function';
+        function?: { name?: string; arguments?: string };
+      }>;
       [key: string]: unknown;
     };
     finish_reason: string | null;
@@ -185,19 +207,58 @@ function pathOf(path: ReadonlyArray<PropertyKey>): string {
  * const request = parseOperationRequest('chat.completions', await response.json());
  * ```
  */
-export function parseOperationRequest<O extends Operation>(operation: O, body: unknown): OperationRequest[O] {
+export function parseOperationRequest<O extends Operation>(
+  operation: O,
+  body: unknown,
+): OperationRequest[O] {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw new TollgateError('invalid_request', 'The request body must be a JSON object.');
   }
   const result = operationSchemas[operation].safeParse(body);
   if (result.success) return result.data as OperationRequest[O];
-  const issue = result.error.issues[0]!;
+  const issue = deepestIssue(result.error.issues[0]!);
   const param = pathOf(issue.path);
-  if (param === 'model' && (body as Record<string, unknown>).model === undefined) {
-    throw new TollgateError('invalid_request', 'You must provide a model parameter.', { param: 'model' });
+  if (valueAt(body, issue.path) === undefined) {
+    // OpenAI's own wording, which clients and their users already know.
+    if (param === 'model') {
+      throw new TollgateError('invalid_request', 'You must provide a model parameter.', {
+        param: 'model',
+      });
+    }
+    throw new TollgateError('invalid_request', `Missing required parameter: '${param}'.`, {
+      param,
+    });
   }
-  const message = issue.message.startsWith('Invalid input') || issue.message.startsWith('Invalid option')
-    ? `Invalid value for "${param}": ${issue.message}.`
-    : issue.message;
+  // The schemas' own messages are full sentences; zod's defaults ("Too small: expected number
+  // to be >=0") are not, so they get the field named in front.
+  const message = issue.message.endsWith('.')
+    ? issue.message
+    : `Invalid value for '${param}': ${issue.message}.`;
   throw new TollgateError('invalid_request', message, { param: param || null });
+}
+
+/**
+ * A union reports only "Invalid input" at its own path. When one of its options got further
+ * than the others (the value had that option's shape, e.g. an array of content parts, and
+ * failed inside it), that option's issue names the field to fix.
+ */
+function deepestIssue(issue: z.core.$ZodIssue): z.core.$ZodIssue {
+  if (issue.code !== 'invalid_union') return issue;
+  let best: z.core.$ZodIssue | undefined;
+  for (const optionIssues of issue.errors) {
+    const first = optionIssues[0];
+    if (first && first.path.length > 0 && (!best || first.path.length > best.path.length))
+      best = first;
+  }
+  if (!best) return issue;
+  return deepestIssue({ ...best, path: [...issue.path, ...best.path] } as z.core.$ZodIssue);
+}
+
+function valueAt(body: unknown, path: ReadonlyArray<PropertyKey>): unknown {
+  let value = body;
+  for (const segment of path) {
+    if (typeof value !== 'object' || value === null) return undefined;
+    value = (value as Record<PropertyKey, unknown>)[segment];
+  }
+  return value;
 }

@@ -3,9 +3,8 @@
  * `usage` object out of them as they pass — from an SSE stream (the last event that carries
  * one) or from a JSON body (kept only as a bounded head and tail, where `usage` sits).
  */
-import { createParser } from 'eventsource-parser';
 import { type Usage, UsageSchema } from './schemas.js';
-import { SSE_DONE } from './sse.js';
+import { createSseByteReader, SSE_DONE } from './sse.js';
 
 /** How the body is framed. */
 export type UsageTapFormat = 'sse' | 'json';
@@ -28,7 +27,11 @@ export interface UsageTapOptions {
 export interface UsageTapResult {
   /** The last usage object seen, if any. */
   usage: Usage | undefined;
-  /** For SSE: whether the `[DONE]` event arrived. For JSON: whether the body parsed. */
+  /**
+   * For SSE: whether the `[DONE]` event arrived. For JSON: whether the body ended and parsed as
+   * JSON; a body larger than both windows together is never held whole, so for it this only
+   * says that it ended.
+   */
   complete: boolean;
   /** Bytes that passed through. */
   bytes: number;
@@ -48,13 +51,20 @@ function toUsage(value: unknown): Usage | undefined {
 /**
  * Creates a usage tap.
  *
+ * @throws {RangeError} when `windowBytes` is not a positive integer.
  * @example
  * ```ts
- * const tap = createUsageTap({ format: 'sse', onUsage: (usage) => record(usage) });
- * return new Response(upstream.body.pipeThrough(tap), upstream);
+ * const tap = createUsageTap({ format: 'sse', onUsage: (usage) => console.log(usage.total_tokens) });
+ * const body = new Response('data: {"usage":{"prompt_tokens":3,"total_tokens":3}}\n\ndata: [DONE]\n\n').body!;
+ * await new Response(body.pipeThrough(tap)).text(); // the bytes, untouched
+ * tap.result(); // { usage: { prompt_tokens: 3, total_tokens: 3 }, complete: true, bytes: 68 }
  * ```
  */
 export function createUsageTap(options: UsageTapOptions): UsageTap {
+  const windowBytes = options.windowBytes ?? 65536;
+  if (!Number.isSafeInteger(windowBytes) || windowBytes < 1) {
+    throw new RangeError(`windowBytes must be a positive integer, got ${String(windowBytes)}.`);
+  }
   const state: UsageTapResult = { usage: undefined, complete: false, bytes: 0 };
   const found = (usage: Usage | undefined) => {
     if (!usage) return;
@@ -62,40 +72,40 @@ export function createUsageTap(options: UsageTapOptions): UsageTap {
     options.onUsage?.(usage);
   };
   const transformer =
-    options.format === 'sse' ? sseTransformer(state, found) : jsonTransformer(state, found, options.windowBytes ?? 65536);
+    options.format === 'sse'
+      ? sseTransformer(state, found)
+      : jsonTransformer(state, found, windowBytes);
   const stream = new TransformStream<Uint8Array, Uint8Array>(transformer) as UsageTap;
   stream.result = () => ({ ...state });
   return stream;
 }
 
-function sseTransformer(state: UsageTapResult, found: (usage: Usage | undefined) => void): Transformer<Uint8Array, Uint8Array> {
-  const decoder = new TextDecoder();
-  const parser = createParser({
-    onEvent(event) {
-      if (event.data === SSE_DONE) {
-        state.complete = true;
-        return;
-      }
-      // Most chunks carry no usage; skip the JSON parse for them.
-      if (!event.data.includes('"usage"')) return;
-      try {
-        const parsed = JSON.parse(event.data) as { usage?: unknown };
-        if (parsed && typeof parsed === 'object' && parsed.usage) found(toUsage(parsed.usage));
-      } catch {
-        // Not JSON: not ours to judge; the bytes pass on regardless.
-      }
-    },
+function sseTransformer(
+  state: UsageTapResult,
+  found: (usage: Usage | undefined) => void,
+): Transformer<Uint8Array, Uint8Array> {
+  const reader = createSseByteReader((event) => {
+    if (event.data === SSE_DONE) {
+      state.complete = true;
+      return;
+    }
+    // Most chunks carry no usage; skip the JSON parse for them.
+    if (!event.data.includes('"usage"')) return;
+    try {
+      const parsed = JSON.parse(event.data) as { usage?: unknown };
+      if (parsed && typeof parsed === 'object' && parsed.usage) found(toUsage(parsed.usage));
+    } catch {
+      // Not JSON: not ours to judge; the bytes pass on regardless.
+    }
   });
   return {
     transform(chunk, controller) {
       state.bytes += chunk.byteLength;
       controller.enqueue(chunk);
-      parser.feed(decoder.decode(chunk, { stream: true }));
+      reader.push(chunk);
     },
     flush() {
-      const rest = decoder.decode();
-      if (rest) parser.feed(rest);
-      parser.reset({ consume: true });
+      reader.end();
     },
   };
 }
@@ -105,6 +115,8 @@ function jsonTransformer(
   found: (usage: Usage | undefined) => void,
   windowBytes: number,
 ): Transformer<Uint8Array, Uint8Array> {
+  // The head is copied, not viewed: a view would keep the whole (possibly huge) chunk it came
+  // from alive. The tail holds views only until it is compacted into one copy.
   const head: Uint8Array[] = [];
   let headBytes = 0;
   let tail: Uint8Array[] = [];
@@ -114,7 +126,7 @@ function jsonTransformer(
       state.bytes += chunk.byteLength;
       controller.enqueue(chunk);
       if (headBytes < windowBytes) {
-        const take = chunk.subarray(0, windowBytes - headBytes);
+        const take = chunk.slice(0, windowBytes - headBytes);
         head.push(take);
         headBytes += take.byteLength;
         chunk = chunk.subarray(take.byteLength);
@@ -122,16 +134,21 @@ function jsonTransformer(
       }
       tail.push(chunk);
       tailBytes += chunk.byteLength;
-      while (tail.length > 1 && tailBytes - tail[0]!.byteLength >= windowBytes) {
-        tailBytes -= tail.shift()!.byteLength;
+      // Keep at least the last windowBytes, in at most twice that.
+      if (tailBytes >= 2 * windowBytes) {
+        tail = [concat(tail).slice(tailBytes - windowBytes)];
+        tailBytes = windowBytes;
       }
     },
     flush() {
-      const headText = new TextDecoder().decode(concat(head));
-      if (tailBytes === 0) {
-        // The whole body fits in the head window: parse it properly.
+      const decoder = new TextDecoder();
+      if (headBytes + tailBytes === state.bytes) {
+        // Nothing was dropped between head and tail: the whole body is here, so parse it
+        // properly (a usage object may straddle the two windows).
         try {
-          const parsed = JSON.parse(headText) as { usage?: unknown };
+          const parsed = JSON.parse(decoder.decode(concat([...head, ...tail]))) as {
+            usage?: unknown;
+          };
           state.complete = true;
           if (parsed && typeof parsed === 'object') found(toUsage(parsed.usage));
         } catch {
@@ -139,9 +156,11 @@ function jsonTransformer(
         }
         return;
       }
-      const tailText = new TextDecoder().decode(concat(tail));
       state.complete = true;
-      found(usageFromFragment(tailText) ?? usageFromFragment(headText));
+      found(
+        usageFromFragment(decoder.decode(concat(tail))) ??
+          usageFromFragment(decoder.decode(concat(head))),
+      );
       tail = [];
     },
   };
