@@ -1,0 +1,434 @@
+/**
+ * The gateway's HTTP app: middleware and routes on Hono, runnable by any runtime (and by
+ * `app.request()` in tests). The Node server around it lives in `server.ts`.
+ */
+import type { DispatchOutcome, Router, RouterModel } from '@tollgate/backends';
+import {
+  errorResponse,
+  isTollgateError,
+  type Operation,
+  parseOperationRequest,
+  TollgateError,
+} from '@tollgate/protocol';
+import { type Context, Hono, type MiddlewareHandler } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { cors } from 'hono/cors';
+import { HTTPException } from 'hono/http-exception';
+import type { AccessControl, Admission, Principal, SettleOutcome } from './access.js';
+import type { Config } from './config.js';
+import type { Logger } from './logger.js';
+
+/** Options for {@link createApp}. */
+export interface CreateAppOptions {
+  /** The parts of the configuration the app reads. */
+  config: Pick<Config, 'limits' | 'cors'>;
+  /** Where inference requests go. */
+  router: Router;
+  /** Who may call. */
+  access: AccessControl;
+  /** Every line of a request carries its request id through a child of this logger. */
+  logger: Logger;
+  /** Makes request ids when the caller sends none (or an unusable one). @default crypto.randomUUID */
+  generateId?: () => string;
+  /** Clock in ms, for `created` in /v1/models. @default Date.now */
+  now?: () => number;
+}
+
+/** What the inference handler tells the access log about a dispatched request. */
+interface DispatchRecord {
+  backend: string;
+  model: string;
+  outcome: Promise<DispatchOutcome>;
+}
+
+/** Hono's per-request variables in this app. */
+export interface GatewayEnv {
+  Variables: {
+    requestId: string;
+    logger: Logger;
+    /** The caller's connection signal, taken before any middleware replaces the request. */
+    signal: AbortSignal;
+    principal?: Principal;
+    model?: string;
+    dispatch?: DispatchRecord;
+    /** Set when the request ended before a response could be produced (e.g. client left). */
+    outcome?: SettleOutcome;
+  };
+}
+
+/** Headers a browser may read from our responses when CORS is on. */
+const EXPOSED_HEADERS = [
+  'x-request-id',
+  'retry-after',
+  'x-ratelimit-limit-requests',
+  'x-ratelimit-limit-tokens',
+  'x-ratelimit-remaining-requests',
+  'x-ratelimit-remaining-tokens',
+  'x-ratelimit-reset-requests',
+  'x-ratelimit-reset-tokens',
+];
+
+// Hop-by-hop headers belong to the upstream connection, not ours; content-encoding and
+// content-length describe the upstream's bytes, which fetch may have decompressed.
+const UPSTREAM_ONLY_HEADERS = [
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'content-encoding',
+  'content-length',
+  'proxy-connection',
+  'upgrade',
+  'trailer',
+];
+
+const SANE_REQUEST_ID = /^[A-Za-z0-9._:+/=-]{1,128}$/;
+
+/** Status logged and settled when the caller went away before an answer (nginx's convention). */
+const CLIENT_CLOSED_REQUEST = 499;
+
+const ROUTES: Record<string, string[]> = {
+  '/v1/chat/completions': ['POST'],
+  '/v1/completions': ['POST'],
+  '/v1/embeddings': ['POST'],
+  '/v1/models': ['GET', 'HEAD'],
+  '/health': ['GET', 'HEAD'],
+  '/health/ready': ['GET', 'HEAD'],
+};
+
+/**
+ * Builds the gateway's Hono app: request ids, access log, CORS, body limit, the OpenAI
+ * routes (authenticated, streamed through untouched) and the health routes.
+ *
+ * @example
+ * ```ts
+ * const app = createApp({ config, router, access: createStaticKeyAccess(['k']), logger: createLogger() });
+ * const response = await app.request('/health');
+ * ```
+ */
+export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
+  const { config, router, access, logger } = options;
+  const generateId = options.generateId ?? (() => crypto.randomUUID());
+  const now = options.now ?? Date.now;
+  const createdAt = Math.floor(now() / 1000);
+  const app = new Hono<GatewayEnv>();
+
+  app.use('*', async function requestContext(c, next) {
+    const incoming = c.req.header('x-request-id');
+    const requestId =
+      incoming !== undefined && SANE_REQUEST_ID.test(incoming) ? incoming : generateId();
+    c.set('requestId', requestId);
+    c.set('logger', logger.child({ requestId }));
+    c.set('signal', c.req.raw.signal);
+    await next();
+    c.header('x-request-id', requestId);
+  });
+
+  app.use('*', async function accessLog(c, next) {
+    const started = performance.now();
+    await next();
+    const requestLogger = c.get('logger');
+    const principal = c.get('principal');
+    const line: Record<string, unknown> = {
+      method: c.req.method,
+      path: c.req.path,
+      status: c.res.status,
+      model: c.get('model'),
+      principal: principal?.id,
+    };
+    const dispatch = c.get('dispatch');
+    if (!dispatch) {
+      const outcome = c.get('outcome');
+      if (outcome) {
+        line.status = outcome.httpStatus;
+        line.outcome = outcome.status;
+      }
+      requestLogger.info(
+        { ...line, durationMs: Math.round(performance.now() - started) },
+        'request',
+      );
+      return;
+    }
+    // A streamed body is still flowing: the line is written when it has ended.
+    void dispatch.outcome.then(
+      (outcome) => {
+        requestLogger.info(
+          {
+            ...line,
+            status: outcome.httpStatus,
+            backend: dispatch.backend,
+            upstreamModel: dispatch.model,
+            outcome: outcome.status,
+            streamed: outcome.streamed,
+            promptTokens: outcome.usage?.prompt_tokens,
+            completionTokens: outcome.usage?.completion_tokens,
+            totalTokens: outcome.usage?.total_tokens,
+            firstByteMs: outcome.firstByteMs,
+            durationMs: Math.round(performance.now() - started),
+          },
+          'request',
+        );
+      },
+      (error: unknown) =>
+        requestLogger.error({ error: describeError(error) }, 'dispatch outcome rejected'),
+    );
+  });
+
+  // CORS comes before the body limit so that even a 413 can be read by a browser.
+  if (config.cors.origins.length > 0) {
+    app.use(
+      '*',
+      cors({
+        origin: config.cors.origins.includes('*') ? '*' : config.cors.origins,
+        allowMethods: ['GET', 'HEAD', 'POST', 'OPTIONS'],
+        ...(config.cors.allowHeaders ? { allowHeaders: config.cors.allowHeaders } : {}),
+        exposeHeaders: [...new Set([...EXPOSED_HEADERS, ...(config.cors.exposeHeaders ?? [])])],
+        maxAge: 600,
+      }),
+    );
+  }
+
+  const maxBodyBytes = config.limits.maxBodyBytes;
+  app.use(
+    '*',
+    bodyLimit({
+      maxSize: maxBodyBytes,
+      onError: () =>
+        errorResponse(
+          new TollgateError(
+            'body_too_large',
+            `The request body is larger than the ${formatBytes(maxBodyBytes)} this gateway accepts (limits.max_body_bytes).`,
+          ),
+        ),
+    }),
+  );
+
+  const authenticate: MiddlewareHandler<GatewayEnv> = async function authenticate(c, next) {
+    c.set('principal', await access.authenticate(c.req.raw));
+    await next();
+  };
+
+  const inference = (operation: Operation) =>
+    async function inferenceHandler(c: Context<GatewayEnv>): Promise<Response> {
+      const signal = c.get('signal');
+      const requestId = c.get('requestId');
+      const requestLogger = c.get('logger');
+      let body: unknown;
+      try {
+        body = await readJsonBody(c.req.raw);
+      } catch (error) {
+        if (!signal.aborted) throw error;
+        // The caller left while still sending the body: nobody is there to read a 400.
+        c.set('outcome', { status: 'failed', httpStatus: CLIENT_CLOSED_REQUEST, error });
+        return new Response(null, { status: CLIENT_CLOSED_REQUEST });
+      }
+      const request = parseOperationRequest(operation, body);
+      c.set('model', request.model);
+      const admission = await access.admit(c.get('principal')!, {
+        operation,
+        model: request.model,
+        body: request,
+      });
+      const settle = (outcome: SettleOutcome) => settleQuietly(admission, outcome, requestLogger);
+      const started = performance.now();
+      let result: Awaited<ReturnType<Router['dispatch']>>;
+      try {
+        result = await router.dispatch(operation, request, { signal, requestId });
+      } catch (error) {
+        if (signal.aborted) {
+          // The caller left while we waited (queued, or before the upstream answered).
+          const outcome: DispatchOutcome = {
+            status: 'aborted',
+            httpStatus: CLIENT_CLOSED_REQUEST,
+            streamed: false,
+            totalMs: Math.round(performance.now() - started),
+            error,
+          };
+          c.set('outcome', outcome);
+          settle(outcome);
+          return new Response(null, { status: CLIENT_CLOSED_REQUEST });
+        }
+        settle({
+          status: 'failed',
+          httpStatus: isTollgateError(error) ? error.status : 500,
+          error,
+        });
+        throw error;
+      }
+      c.set('dispatch', { backend: result.backend, model: result.model, outcome: result.outcome });
+      void result.outcome.then(settle, (error: unknown) =>
+        settle({ status: 'failed', httpStatus: result.response.status, error }),
+      );
+      return toClientResponse(result.response, admission.headers);
+    };
+
+  app.post('/v1/chat/completions', authenticate, inference('chat.completions'));
+  app.post('/v1/completions', authenticate, inference('completions'));
+  app.post('/v1/embeddings', authenticate, inference('embeddings'));
+
+  app.get('/v1/models', authenticate, async function listModels(c) {
+    const models = await router.listModels();
+    return c.json({ object: 'list', data: models.map((model) => toOpenAIModel(model, createdAt)) });
+  });
+
+  app.get('/v1/models/:model{.+}', authenticate, async function retrieveModel(c) {
+    const id = c.req.param('model');
+    const models = await router.listModels();
+    const model = models.find((entry) => entry.id === id);
+    if (!model) {
+      throw new TollgateError(
+        'model_not_found',
+        `The model "${id}" does not exist here. ${knownModelsSentence(models)}`,
+        {
+          param: 'model',
+        },
+      );
+    }
+    return c.json(toOpenAIModel(model, createdAt));
+  });
+
+  app.get('/health', (c) => c.json({ status: 'ok' }));
+
+  app.get('/health/ready', function readiness(c) {
+    const backends = router.status();
+    const summary = backends.map((backend) => ({
+      name: backend.name,
+      kind: backend.kind,
+      state: backend.state,
+      modelCount: backend.models.length,
+      inFlight: backend.inFlight,
+    }));
+    if (backends.some((backend) => backend.state === 'healthy' && backend.models.length > 0)) {
+      return c.json({ status: 'ready', backends: summary });
+    }
+    const reason =
+      backends.length === 0
+        ? 'no backend configured — set TOLLGATE_BACKEND_URL or add backends to tollgate.yaml'
+        : `no healthy backend: ${backends
+            .map((backend) => {
+              const why =
+                backend.state !== 'healthy'
+                  ? (backend.lastHealth?.detail ?? backend.state)
+                  : 'serves no models';
+              return `${backend.name} (${why})`;
+            })
+            .join(', ')}`;
+    return c.json({ status: 'not_ready', reason, backends: summary }, 503);
+  });
+
+  for (const [path, methods] of Object.entries(ROUTES)) {
+    app.all(path, function methodNotAllowed(c) {
+      const allowed = methods.filter((method) => method !== 'HEAD').join(', ');
+      return errorResponse(
+        new TollgateError(
+          'method_not_allowed',
+          `${c.req.method} is not allowed on ${path}; use ${allowed}.`,
+          {
+            headers: { allow: methods.join(', ') },
+          },
+        ),
+      );
+    });
+  }
+
+  app.notFound((c) =>
+    errorResponse(
+      new TollgateError(
+        'route_not_found',
+        `Unknown route ${c.req.method} ${c.req.path}. This gateway serves POST /v1/chat/completions, POST /v1/completions, POST /v1/embeddings, GET /v1/models, GET /health and GET /health/ready.`,
+      ),
+    ),
+  );
+
+  app.onError((error, c) => {
+    if (isTollgateError(error)) return errorResponse(error);
+    if (error instanceof HTTPException && error.status < 500) {
+      const code = error.status === 413 ? 'body_too_large' : 'invalid_request';
+      return errorResponse(
+        new TollgateError(code, error.message || 'The request could not be handled.', {
+          status: error.status,
+        }),
+      );
+    }
+    // A bug, not bad input: log it with the request id (no stack, per the logging rules) and
+    // tell the caller nothing about it.
+    (c.get('logger') ?? logger).error(
+      { error: describeError(error), path: c.req.path },
+      'unhandled error',
+    );
+    return errorResponse(error);
+  });
+
+  return app;
+}
+
+async function readJsonBody(request: Request): Promise<unknown> {
+  let text: string;
+  try {
+    text = await request.text();
+  } catch (error) {
+    throw new TollgateError('invalid_request', 'The request body could not be read.', {
+      cause: error,
+    });
+  }
+  if (text.trim() === '') {
+    throw new TollgateError(
+      'invalid_json',
+      'The request body is empty. Send a JSON object, e.g. {"model": "...", "messages": [...]}.',
+    );
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (error) {
+    throw new TollgateError(
+      'invalid_json',
+      `The request body is not valid JSON (${(error as Error).message}).`,
+    );
+  }
+}
+
+function toClientResponse(response: Response, extraHeaders: Record<string, string>): Response {
+  const headers = new Headers(response.headers);
+  for (const name of UPSTREAM_ONLY_HEADERS) headers.delete(name);
+  for (const [name, value] of Object.entries(extraHeaders)) headers.set(name, value);
+  const nullBody = response.status === 204 || response.status === 205 || response.status === 304;
+  // The body is handed on as a stream, never read here.
+  return new Response(nullBody ? null : response.body, {
+    status: response.status,
+    statusText: response.statusText,
+    headers,
+  });
+}
+
+function settleQuietly(admission: Admission, outcome: SettleOutcome, logger: Logger): void {
+  admission.settle(outcome).catch((error: unknown) => {
+    logger.error({ error: describeError(error) }, 'settling the admission failed');
+  });
+}
+
+function toOpenAIModel(model: RouterModel, created: number) {
+  return { id: model.id, object: 'model' as const, created, owned_by: model.ownedBy ?? 'tollgate' };
+}
+
+function knownModelsSentence(models: RouterModel[]): string {
+  if (models.length === 0) return 'No models are available right now.';
+  return `Known models: ${models.map((model) => model.id).join(', ')}.`;
+}
+
+/** An error as a log field: name, message, code; never the stack. */
+export function describeError(error: unknown, depth = 0): Record<string, unknown> {
+  if (error instanceof Error) {
+    const described: Record<string, unknown> = { name: error.name, message: error.message };
+    const code = (error as { code?: unknown }).code;
+    if (code !== undefined) described.code = code;
+    if (error.cause !== undefined && depth < 3)
+      described.cause = describeError(error.cause, depth + 1);
+    return described;
+  }
+  return { message: String(error) };
+}
+
+function formatBytes(bytes: number): string {
+  if (bytes >= 1024 * 1024 && bytes % (1024 * 1024) === 0) return `${bytes / (1024 * 1024)} MiB`;
+  if (bytes >= 1024 && bytes % 1024 === 0) return `${bytes / 1024} KiB`;
+  return `${bytes} bytes`;
+}

@@ -1,0 +1,227 @@
+#!/usr/bin/env node
+/**
+ * The `tollgate` command.
+ *
+ * `tollgate serve` loads the configuration, starts the gateway and stops it gracefully on
+ * SIGINT/SIGTERM. Exit codes: 0 done, 1 configuration or start-up problem, 2 wrong usage.
+ */
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { isConfigError, loadConfig } from './config.js';
+import { createLogger } from './logger.js';
+import { startGateway } from './server.js';
+
+const EXIT_OK = 0;
+const EXIT_FAILURE = 1;
+const EXIT_USAGE = 2;
+
+const MAIN_HELP = `tollgate — an OpenAI-compatible gateway in front of the LLM servers you run yourself
+(Ollama, llama.cpp's llama-server, vLLM, LM Studio, MLX, any OpenAI-compatible server),
+with API keys, request logs, body limits and graceful shutdown.
+
+Usage:
+  tollgate <command> [options]
+
+Commands:
+  serve        Start the gateway (run "tollgate serve --help" for its options)
+
+Options:
+  -h, --help     Show this help
+  -v, --version  Print the version
+
+Quick start (from the repository root, with Ollama running on this machine):
+  TOLLGATE_BACKEND_URL=http://127.0.0.1:11434 TOLLGATE_BACKEND_TYPE=ollama pnpm tollgate serve
+
+Then point any OpenAI client at http://127.0.0.1:8402/v1.
+Configuration reference: docs/configuration.md
+`;
+
+const SERVE_HELP = `tollgate serve — start the gateway
+
+Serves the OpenAI API (POST /v1/chat/completions, /v1/completions, /v1/embeddings,
+GET /v1/models) and health checks (GET /health, GET /health/ready), forwarding requests to
+the configured backends. Stops gracefully on Ctrl+C or SIGTERM: in-flight requests and
+streams get shutdown.grace_seconds (30 by default) to finish; a second signal exits at once.
+
+Usage:
+  tollgate serve [--config FILE] [--host HOST] [--port PORT]
+
+Options:
+  -c, --config FILE  YAML config file (default: ./tollgate.yaml when it exists)
+      --host HOST    Listen address (default 127.0.0.1)
+  -p, --port PORT    Listen port (default 8402; 0 picks a free port)
+  -h, --help         Show this help
+
+Environment (overrides the config file; flags override both):
+  TOLLGATE_BACKEND_URL   The server to forward to: its root URL, e.g. http://127.0.0.1:11434
+                         (for type openai, the API base including /v1)
+  TOLLGATE_BACKEND_TYPE  openai (default), ollama, llama-server, vllm, lm-studio, mlx
+  TOLLGATE_API_KEYS      Comma-separated keys callers must send as "Authorization: Bearer <key>".
+                         Without keys the gateway only runs on a loopback address, open to
+                         this machine, and refuses to start on any other host.
+  TOLLGATE_HOST, TOLLGATE_PORT, TOLLGATE_LOG_LEVEL, TOLLGATE_DATA_DIR, TOLLGATE_CONFIG
+
+Examples:
+  # Ollama on this machine:
+  TOLLGATE_BACKEND_URL=http://127.0.0.1:11434 TOLLGATE_BACKEND_TYPE=ollama pnpm tollgate serve
+
+  # llama-server, reachable from the network, with keys:
+  TOLLGATE_BACKEND_URL=http://127.0.0.1:8080 TOLLGATE_BACKEND_TYPE=llama-server \\
+  TOLLGATE_API_KEYS=sk-team-1,sk-team-2 pnpm tollgate serve --host 0.0.0.0
+
+  # Several backends, aliases and limits from a file:
+  pnpm tollgate serve --config ./tollgate.yaml
+
+Configuration reference: docs/configuration.md
+`;
+
+function readVersion(): string {
+  // src/cli.ts and dist/cli.js both sit one level below package.json.
+  const manifest = JSON.parse(
+    readFileSync(new URL('../package.json', import.meta.url), 'utf8'),
+  ) as { version: string };
+  return manifest.version;
+}
+
+function usageError(message: string, help: 'main' | 'serve'): number {
+  process.stderr.write(
+    `tollgate: ${message}\nRun "tollgate ${help === 'serve' ? 'serve ' : ''}--help" for usage.\n`,
+  );
+  return EXIT_USAGE;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === '-h' || command === '--help' || command === 'help') {
+    process.stdout.write(MAIN_HELP);
+    return EXIT_OK;
+  }
+  if (command === '-v' || command === '--version') {
+    process.stdout.write(`${readVersion()}\n`);
+    return EXIT_OK;
+  }
+  if (command.startsWith('-')) return usageError(`unknown option "${command}"`, 'main');
+  if (command !== 'serve') {
+    return usageError(`unknown command "${command}" (available: serve)`, 'main');
+  }
+  return serveCommand(rest);
+}
+
+async function serveCommand(args: string[]): Promise<number> {
+  let values: { config?: string; host?: string; port?: string; help?: boolean };
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: {
+        config: { type: 'string', short: 'c' },
+        host: { type: 'string' },
+        port: { type: 'string', short: 'p' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      allowPositionals: false,
+      strict: true,
+    }));
+  } catch (error) {
+    return usageError((error as Error).message, 'serve');
+  }
+  if (values.help) {
+    process.stdout.write(SERVE_HELP);
+    return EXIT_OK;
+  }
+
+  let config: ReturnType<typeof loadConfig>;
+  try {
+    const argv: { config?: string; host?: string; port?: string } = {};
+    if (values.config !== undefined) argv.config = values.config;
+    if (values.host !== undefined) argv.host = values.host;
+    if (values.port !== undefined) argv.port = values.port;
+    config = loadConfig({ argv });
+  } catch (error) {
+    if (!isConfigError(error)) throw error;
+    process.stderr.write(`tollgate: ${error.message}\n`);
+    return EXIT_FAILURE;
+  }
+
+  const logger = createLogger({ level: config.logLevel });
+  let gateway: Awaited<ReturnType<typeof startGateway>>;
+  try {
+    gateway = await startGateway(config, { logger });
+  } catch (error) {
+    if (!isConfigError(error)) throw error;
+    process.stderr.write(`tollgate: ${error.message}\n`);
+    return EXIT_FAILURE;
+  }
+
+  if (config.configFile) logger.info({ configFile: config.configFile }, 'configuration loaded');
+  logger.info({ url: gateway.url }, 'listening');
+  process.stderr.write(
+    `tollgate: listening on ${gateway.url} (OpenAI base URL: ${gateway.url}/v1)\n`,
+  );
+  if (config.backends.length === 0) {
+    const advice =
+      'No backend is configured, so requests cannot be served yet (GET /health/ready answers 503). ' +
+      'Set TOLLGATE_BACKEND_URL (and TOLLGATE_BACKEND_TYPE), e.g. ' +
+      'TOLLGATE_BACKEND_URL=http://127.0.0.1:11434 TOLLGATE_BACKEND_TYPE=ollama, ' +
+      'or list backends in tollgate.yaml (see docs/configuration.md). ' +
+      'Automatic discovery of local servers comes in a later release.';
+    logger.warn(advice);
+    process.stderr.write(`tollgate: ${advice}\n`);
+  } else {
+    // Probe once now so the start-up lines say what is actually reachable.
+    await gateway.router.refresh().catch(() => {});
+    for (const backend of gateway.router.status()) {
+      const entry = config.backends.find((candidate) => candidate.name === backend.name);
+      logger.info(
+        {
+          backend: backend.name,
+          kind: backend.kind,
+          url: entry?.url,
+          state: backend.state,
+          models: backend.models,
+          detail: backend.lastHealth?.ok === false ? backend.lastHealth.detail : undefined,
+        },
+        'backend',
+      );
+      process.stderr.write(
+        `tollgate: backend ${backend.name} (${backend.kind}, ${entry?.url ?? '?'}): ${backend.state}, models: ${backend.models.join(', ') || 'none yet'}\n`,
+      );
+    }
+  }
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (stopping) {
+        process.stderr.write(`tollgate: ${signal} again, exiting now\n`);
+        process.exit(EXIT_FAILURE);
+      }
+      stopping = true;
+      process.stderr.write(
+        `tollgate: ${signal} received, finishing ${gateway.inFlight()} in-flight request(s) (up to ${config.shutdown.graceMs / 1000}s; signal again to exit now)\n`,
+      );
+      gateway.close().then(
+        () => resolve(EXIT_OK),
+        (error: unknown) => {
+          logger.error(
+            { error: error instanceof Error ? error.message : String(error) },
+            'shutdown failed',
+          );
+          resolve(EXIT_FAILURE);
+        },
+      );
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    // Not a configuration problem: a bug. Say so plainly; the details help a bug report.
+    process.stderr.write(
+      `tollgate: unexpected error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+    );
+    process.exit(EXIT_FAILURE);
+  },
+);

@@ -1,0 +1,661 @@
+/**
+ * The gateway's configuration: one zod schema, read from a YAML file, overridden by
+ * `TOLLGATE_*` environment variables, overridden in turn by command-line flags.
+ *
+ * This is the only module that reads `process.env` (and only when no `env` is passed in), so
+ * everything else receives a typed {@link Config} and tests never touch the real environment.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
+import type { BackendKind } from '@tollgate/backends';
+import { LineCounter, parseDocument } from 'yaml';
+import { z } from 'zod';
+
+/** pino's log levels, quietest last. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** A pino log level. */
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** The server kinds a backend entry may name (`type:` in YAML, `TOLLGATE_BACKEND_TYPE`). */
+export const BACKEND_TYPES = [
+  'openai',
+  'ollama',
+  'llama-server',
+  'vllm',
+  'lm-studio',
+  'mlx',
+  'llamacpp',
+] as const satisfies readonly BackendKind[];
+
+/** The default config file, looked up in the working directory. */
+export const DEFAULT_CONFIG_FILE = 'tollgate.yaml';
+
+const MiB = 1024 * 1024;
+
+// Messages are phrased to follow "<path>: ", so a problem reads as one sentence.
+function integer(min: number, max?: number) {
+  const message =
+    max === undefined
+      ? `must be an integer of at least ${min}`
+      : `must be an integer between ${min} and ${max}`;
+  const schema = z.number({ error: message }).int({ error: message }).min(min, { error: message });
+  return max === undefined ? schema : schema.max(max, { error: message });
+}
+
+function positiveSeconds() {
+  const message = 'must be a number of seconds greater than 0';
+  return z.number({ error: message }).positive({ error: message }).finite({ error: message });
+}
+
+function text(what = 'a non-empty string') {
+  return z.string({ error: `must be ${what}` }).min(1, { error: `must be ${what}` });
+}
+
+function stringList(what = 'a list of non-empty strings') {
+  return z.array(text(what), { error: `must be ${what}` });
+}
+
+const httpUrl = z.string({ error: 'must be an http:// or https:// URL' }).refine(
+  (value) => {
+    try {
+      const url = new URL(value);
+      return url.protocol === 'http:' || url.protocol === 'https:';
+    } catch {
+      return false;
+    }
+  },
+  { error: 'must be an http:// or https:// URL, e.g. http://127.0.0.1:11434' },
+);
+
+const BackendSchema = z.strictObject(
+  {
+    name: text().optional(),
+    type: z
+      .enum(BACKEND_TYPES, { error: `must be one of ${BACKEND_TYPES.join(', ')}` })
+      .default('openai'),
+    url: httpUrl,
+    api_key: text().optional(),
+    headers: z
+      .record(z.string(), z.string({ error: 'must be a string' }), {
+        error: 'must be a map of header name to value',
+      })
+      .optional(),
+    models: stringList().optional(),
+    timeout_seconds: positiveSeconds().optional(),
+  },
+  { error: 'must be a map with at least a "url"' },
+);
+
+const ModelLimitSchema = z.strictObject(
+  {
+    max_concurrent: integer(1),
+    max_queue: integer(0).optional(),
+    queue_timeout_seconds: positiveSeconds().optional(),
+  },
+  { error: 'must be a map with "max_concurrent"' },
+);
+
+function section<T extends z.ZodRawShape>(shape: T) {
+  // `prefault` (not `default`) runs the empty map through the schema, so a section left out
+  // still gets each of its fields' defaults.
+  return z.strictObject(shape, { error: 'must be a map' }).prefault({} as never);
+}
+
+/**
+ * The schema of the config file (snake_case, as written in YAML). Environment variables and
+ * flags are merged into this shape before it is checked, so every source gets the same rules.
+ */
+export const ConfigFileSchema = z.strictObject(
+  {
+    host: text('a host name or IP address').default('127.0.0.1'),
+    port: integer(0, 65535).default(8402),
+    data_dir: text('a directory path').default('./.tollgate'),
+    log_level: z
+      .enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` })
+      .default('info'),
+    api_keys: stringList().default([]),
+    admin_key: text().optional(),
+    backends: z.array(BackendSchema, { error: 'must be a list of backends' }).default([]),
+    aliases: z
+      .record(text('a model name'), text('a model name'), {
+        error: 'must be a map of alias to model name',
+      })
+      .default({}),
+    models: z
+      .record(text('a model name'), ModelLimitSchema, {
+        error: 'must be a map of model name to limits',
+      })
+      .default({}),
+    limits: section({ max_body_bytes: integer(1).default(10 * MiB) }),
+    cors: section({
+      origins: stringList('a list of origins, e.g. ["https://app.example.com"] or ["*"]').default(
+        [],
+      ),
+      allow_headers: stringList().optional(),
+      expose_headers: stringList().optional(),
+    }),
+    health: section({
+      interval_seconds: positiveSeconds().default(10),
+      failure_threshold: integer(1).default(3),
+    }),
+    upstream: section({ first_byte_timeout_seconds: positiveSeconds().default(600) }),
+    shutdown: section({
+      grace_seconds: z
+        .number({ error: 'must be a number of seconds, 0 or more' })
+        .min(0, { error: 'must be a number of seconds, 0 or more' })
+        .finite({ error: 'must be a number of seconds, 0 or more' })
+        .default(30),
+    }),
+  },
+  { error: 'the config file must hold a map of settings (key: value lines)' },
+);
+
+/** One backend, ready for `createBackend`. */
+export interface BackendConfig {
+  /** Unique; defaults to `<type>@<host:port>`. */
+  name: string;
+  type: (typeof BACKEND_TYPES)[number];
+  /** Root URL of the server (for type `openai`, the API base including `/v1`). */
+  url: string;
+  apiKey?: string;
+  headers?: Record<string, string>;
+  /** Models it serves; when absent they are listed from the server. */
+  models?: string[];
+  /** Per-request timeout in ms. */
+  timeoutMs?: number;
+}
+
+/** Concurrency limit of one model. */
+export interface ModelLimitConfig {
+  maxConcurrent: number;
+  maxQueue?: number;
+  queueTimeoutMs?: number;
+}
+
+/** The gateway's configuration, validated, with durations in milliseconds. */
+export interface Config {
+  /** Listen address. @default '127.0.0.1' */
+  host: string;
+  /** Listen port; 0 picks a free one. @default 8402 */
+  port: number;
+  /** Absolute path of the data directory. @default '<cwd>/.tollgate' */
+  dataDir: string;
+  /** @default 'info' */
+  logLevel: LogLevel;
+  /** Static client keys, each an unlimited caller. @default [] */
+  apiKeys: string[];
+  /** Bearer key of the admin API (not served yet). */
+  adminKey?: string;
+  /** @default [] */
+  backends: BackendConfig[];
+  /** Alias -> model name. @default {} */
+  aliases: Record<string, string>;
+  /** Per-model concurrency limits. @default {} */
+  models: Record<string, ModelLimitConfig>;
+  limits: {
+    /** Largest request body accepted, in bytes. @default 10485760 (10 MiB) */
+    maxBodyBytes: number;
+  };
+  cors: {
+    /** Allowed origins; empty turns CORS off, `['*']` allows any. @default [] */
+    origins: string[];
+    allowHeaders?: string[];
+    exposeHeaders?: string[];
+  };
+  health: {
+    /** @default 10000 */
+    intervalMs: number;
+    /** @default 3 */
+    failureThreshold: number;
+  };
+  upstream: {
+    /** @default 600000 */
+    firstByteTimeoutMs: number;
+  };
+  shutdown: {
+    /** How long in-flight requests may run on after shutdown starts. @default 30000 */
+    graceMs: number;
+  };
+  /** The config file that was read, if any (absolute path). */
+  configFile?: string;
+  /**
+   * Things worth a warning that are not errors: environment variables of features this version
+   * does not have yet, unknown `TOLLGATE_*` variables (often typos).
+   */
+  notices: string[];
+}
+
+/** Options for {@link loadConfig}. */
+export interface LoadConfigOptions {
+  /** Command-line flags; they win over everything. */
+  argv?: { config?: string; host?: string; port?: string | number };
+  /** The environment. @default process.env */
+  env?: Record<string, string | undefined>;
+  /** Directory that relative paths are resolved against. @default process.cwd() */
+  cwd?: string;
+  /**
+   * The config file's contents as an object (snake_case keys), used instead of reading a file.
+   * Handy for tests and for embedding the gateway.
+   */
+  values?: Record<string, unknown>;
+}
+
+/**
+ * The configuration is unusable. `problems` lists every problem found, one sentence each;
+ * the message holds them all, ready to print.
+ */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+  readonly code = 'invalid_config';
+  readonly problems: string[];
+
+  constructor(problems: string[], header = 'The configuration has problems:') {
+    super(`${header}\n${problems.map((problem) => `- ${problem}`).join('\n')}`);
+    this.problems = problems;
+  }
+}
+
+/** Tells whether a value is a {@link ConfigError}, also across duplicate installs. */
+export function isConfigError(value: unknown): value is ConfigError {
+  return value instanceof Error && (value as { code?: unknown }).code === 'invalid_config';
+}
+
+/** Environment variables this version reads. */
+const ENV_USED = new Set([
+  'TOLLGATE_CONFIG',
+  'TOLLGATE_HOST',
+  'TOLLGATE_PORT',
+  'TOLLGATE_DATA_DIR',
+  'TOLLGATE_LOG_LEVEL',
+  'TOLLGATE_API_KEYS',
+  'TOLLGATE_ADMIN_KEY',
+  'TOLLGATE_BACKEND_URL',
+  'TOLLGATE_BACKEND_TYPE',
+]);
+
+/** Environment variables of features that come later: accepted, not used yet. */
+const ENV_LATER = new Set([
+  'TOLLGATE_DATABASE_URL',
+  'TOLLGATE_REDIS_URL',
+  'TOLLGATE_DISCOVERY_PORTS',
+  'TOLLGATE_ENCRYPTION_REQUIRED',
+  'TOLLGATE_X402_PAY_TO',
+  'TOLLGATE_X402_NETWORK',
+  'TOLLGATE_X402_PRICE',
+  'TOLLGATE_X402_FACILITATOR_URL',
+  'TOLLGATE_X402_VERIFY_ONLY',
+]);
+
+const SECRET_ENV = new Set(['TOLLGATE_API_KEYS', 'TOLLGATE_ADMIN_KEY']);
+
+/**
+ * Loads the configuration: defaults, then the YAML file (`--config`, else `TOLLGATE_CONFIG`,
+ * else `./tollgate.yaml` when present), then `TOLLGATE_*` variables, then flags.
+ *
+ * @throws {ConfigError} listing every problem at once, each naming the setting and where its
+ *   value came from, e.g. `port: must be an integer between 0 and 65535 (from TOLLGATE_PORT="abc")`.
+ * @example
+ * ```ts
+ * const config = loadConfig({ env: { TOLLGATE_BACKEND_URL: 'http://127.0.0.1:11434', TOLLGATE_BACKEND_TYPE: 'ollama' } });
+ * config.backends[0]?.type; // 'ollama'
+ * ```
+ */
+export function loadConfig(options: LoadConfigOptions = {}): Config {
+  const env = options.env ?? process.env;
+  const cwd = options.cwd ?? process.cwd();
+  const argv = options.argv ?? {};
+  const problems: string[] = [];
+  const notices: string[] = [];
+  // Where a value came from, by path prefix ('port', 'backends[2]'), for the problem lines.
+  const sources = new Map<string, string>();
+  const value = (name: string): string | undefined => {
+    const raw = env[name];
+    // An empty variable (`TOLLGATE_PORT=` in a compose file) means "not set".
+    return raw === undefined || raw.trim() === '' ? undefined : raw.trim();
+  };
+
+  // 1. The file.
+  let fileLabel: string | undefined;
+  let configFile: string | undefined;
+  let raw: Record<string, unknown> = {};
+  if (options.values) {
+    raw = { ...options.values };
+    fileLabel = 'config values';
+  } else {
+    const explicit =
+      argv.config !== undefined
+        ? { path: argv.config, source: `--config "${argv.config}"` }
+        : value('TOLLGATE_CONFIG') !== undefined
+          ? {
+              path: value('TOLLGATE_CONFIG')!,
+              source: `TOLLGATE_CONFIG="${value('TOLLGATE_CONFIG')}"`,
+            }
+          : undefined;
+    const path = resolve(cwd, explicit?.path ?? DEFAULT_CONFIG_FILE);
+    if (explicit && !existsSync(path)) {
+      problems.push(`config file ${path} does not exist (from ${explicit.source})`);
+    } else if (existsSync(path)) {
+      configFile = path;
+      fileLabel = explicit?.path ?? DEFAULT_CONFIG_FILE;
+      const loaded = readYaml(path, fileLabel);
+      if (loaded.problems.length > 0) problems.push(...loaded.problems);
+      else if (loaded.value !== undefined && loaded.value !== null) {
+        if (typeof loaded.value !== 'object' || Array.isArray(loaded.value)) {
+          problems.push(
+            `${fileLabel}: must hold a map of settings (key: value lines), not a ${Array.isArray(loaded.value) ? 'list' : typeof loaded.value}`,
+          );
+        } else raw = { ...(loaded.value as Record<string, unknown>) };
+      }
+    }
+  }
+
+  // 2. The environment.
+  const fromEnv = (key: string, name: string, parsed: unknown): void => {
+    raw[key] = parsed;
+    sources.set(key, SECRET_ENV.has(name) ? name : `${name}="${value(name)}"`);
+  };
+  if (value('TOLLGATE_HOST') !== undefined)
+    fromEnv('host', 'TOLLGATE_HOST', value('TOLLGATE_HOST'));
+  if (value('TOLLGATE_PORT') !== undefined)
+    fromEnv('port', 'TOLLGATE_PORT', numberOrText(value('TOLLGATE_PORT')!));
+  if (value('TOLLGATE_DATA_DIR') !== undefined)
+    fromEnv('data_dir', 'TOLLGATE_DATA_DIR', value('TOLLGATE_DATA_DIR'));
+  if (value('TOLLGATE_LOG_LEVEL') !== undefined) {
+    fromEnv('log_level', 'TOLLGATE_LOG_LEVEL', value('TOLLGATE_LOG_LEVEL')!.toLowerCase());
+  }
+  if (value('TOLLGATE_ADMIN_KEY') !== undefined)
+    fromEnv('admin_key', 'TOLLGATE_ADMIN_KEY', value('TOLLGATE_ADMIN_KEY'));
+  if (value('TOLLGATE_API_KEYS') !== undefined) {
+    const keys = value('TOLLGATE_API_KEYS')!
+      .split(',')
+      .map((key) => key.trim())
+      .filter((key) => key !== '');
+    const fileKeys = Array.isArray(raw.api_keys)
+      ? raw.api_keys
+      : raw.api_keys === undefined
+        ? []
+        : undefined;
+    if (fileKeys === undefined) {
+      // The file's value is broken; let the schema report it against the file.
+    } else {
+      raw.api_keys = [...new Set([...fileKeys, ...keys])];
+    }
+  }
+  const backendUrl = value('TOLLGATE_BACKEND_URL');
+  const backendType = value('TOLLGATE_BACKEND_TYPE');
+  if (backendUrl !== undefined) {
+    const backends = raw.backends === undefined ? [] : raw.backends;
+    if (Array.isArray(backends)) {
+      const entry: Record<string, unknown> = { url: backendUrl };
+      if (backendType !== undefined) entry.type = backendType.toLowerCase();
+      raw.backends = [...backends, entry];
+      const index = backends.length;
+      sources.set(`backends[${index}].url`, `TOLLGATE_BACKEND_URL="${backendUrl}"`);
+      sources.set(`backends[${index}].type`, `TOLLGATE_BACKEND_TYPE="${backendType}"`);
+      sources.set(`backends[${index}]`, 'TOLLGATE_BACKEND_URL');
+    }
+  } else if (backendType !== undefined) {
+    problems.push(
+      `TOLLGATE_BACKEND_TYPE="${backendType}" is set but TOLLGATE_BACKEND_URL is not: set the server's URL too, e.g. TOLLGATE_BACKEND_URL=http://127.0.0.1:11434`,
+    );
+  }
+  for (const name of Object.keys(env)) {
+    if (!name.startsWith('TOLLGATE_') || value(name) === undefined || ENV_USED.has(name)) continue;
+    if (ENV_LATER.has(name)) {
+      notices.push(
+        `${name} is set, but this version of the gateway does not use it yet; it is ignored.`,
+      );
+    } else {
+      const guess = closest(name, [...ENV_USED, ...ENV_LATER]);
+      notices.push(
+        `Unknown environment variable ${name} is ignored${guess ? ` (did you mean ${guess}?)` : ''}.`,
+      );
+    }
+  }
+
+  // 3. Flags.
+  if (argv.host !== undefined) {
+    raw.host = argv.host;
+    sources.set('host', `--host "${argv.host}"`);
+  }
+  if (argv.port !== undefined) {
+    raw.port = typeof argv.port === 'number' ? argv.port : numberOrText(argv.port);
+    sources.set('port', `--port "${argv.port}"`);
+  }
+
+  // 4. One check over the merged values.
+  const result = ConfigFileSchema.safeParse(raw, { reportInput: true });
+  if (!result.success) {
+    for (const issue of result.error.issues) {
+      problems.push(...describeIssue(issue, sources, fileLabel));
+    }
+  }
+  if (problems.length > 0 || !result.success) {
+    throw new ConfigError(
+      problems,
+      configFile ? `The configuration (${configFile}) has problems:` : undefined,
+    );
+  }
+  const config = toConfig(result.data, cwd, sources, problems);
+  if (problems.length > 0) throw new ConfigError(problems);
+  if (configFile !== undefined) config.configFile = configFile;
+  config.notices = notices;
+  return config;
+}
+
+type ConfigFile = z.output<typeof ConfigFileSchema>;
+
+function toConfig(
+  file: ConfigFile,
+  cwd: string,
+  sources: Map<string, string>,
+  problems: string[],
+): Config {
+  const names = new Map<string, number>();
+  const backends = file.backends.map((entry, index): BackendConfig => {
+    const url = new URL(entry.url);
+    const name = entry.name ?? `${entry.type}@${url.host}`;
+    const previous = names.get(name);
+    if (previous !== undefined) {
+      const source = sources.get(`backends[${index}]`);
+      problems.push(
+        `backends[${index}]${entry.name ? '.name' : ''}: the name "${name}" is already used by backends[${previous}]; give each backend a unique "name"${source ? ` (from ${source})` : ''}`,
+      );
+    }
+    names.set(name, index);
+    const backend: BackendConfig = { name, type: entry.type, url: entry.url };
+    if (entry.api_key !== undefined) backend.apiKey = entry.api_key;
+    if (entry.headers !== undefined) backend.headers = entry.headers;
+    if (entry.models !== undefined) backend.models = entry.models;
+    if (entry.timeout_seconds !== undefined) backend.timeoutMs = entry.timeout_seconds * 1000;
+    return backend;
+  });
+  const models: Record<string, ModelLimitConfig> = {};
+  for (const [model, limit] of Object.entries(file.models)) {
+    const entry: ModelLimitConfig = { maxConcurrent: limit.max_concurrent };
+    if (limit.max_queue !== undefined) entry.maxQueue = limit.max_queue;
+    if (limit.queue_timeout_seconds !== undefined)
+      entry.queueTimeoutMs = limit.queue_timeout_seconds * 1000;
+    models[model] = entry;
+  }
+  const cors: Config['cors'] = { origins: file.cors.origins };
+  if (file.cors.allow_headers !== undefined) cors.allowHeaders = file.cors.allow_headers;
+  if (file.cors.expose_headers !== undefined) cors.exposeHeaders = file.cors.expose_headers;
+  const config: Config = {
+    host: file.host,
+    port: file.port,
+    dataDir: isAbsolute(file.data_dir) ? file.data_dir : resolve(cwd, file.data_dir),
+    logLevel: file.log_level,
+    apiKeys: file.api_keys,
+    backends,
+    aliases: file.aliases,
+    models,
+    limits: { maxBodyBytes: file.limits.max_body_bytes },
+    cors,
+    health: {
+      intervalMs: file.health.interval_seconds * 1000,
+      failureThreshold: file.health.failure_threshold,
+    },
+    upstream: { firstByteTimeoutMs: file.upstream.first_byte_timeout_seconds * 1000 },
+    shutdown: { graceMs: file.shutdown.grace_seconds * 1000 },
+    notices: [],
+  };
+  if (file.admin_key !== undefined) config.adminKey = file.admin_key;
+  return config;
+}
+
+function readYaml(path: string, label: string): { value?: unknown; problems: string[] } {
+  let source: string;
+  try {
+    source = readFileSync(path, 'utf8');
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    return { problems: [`${label}: cannot be read (${reason})`] };
+  }
+  const lineCounter = new LineCounter();
+  const document = parseDocument(source, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  if (document.errors.length > 0) {
+    return {
+      problems: document.errors.map((error) => {
+        const position = lineCounter.linePos(error.pos[0]);
+        return `${label} line ${position.line}, column ${position.col}: ${error.message.split('\n')[0]} (not valid YAML)`;
+      }),
+    };
+  }
+  try {
+    return { value: document.toJS({ maxAliasCount: 100 }), problems: [] };
+  } catch (error) {
+    return { problems: [`${label}: ${(error as Error).message} (not valid YAML)`] };
+  }
+}
+
+function numberOrText(raw: string): number | string {
+  // Only a plain decimal becomes a number, so "8402abc" or "0x10" are reported, not coerced.
+  return /^-?\d+(\.\d+)?$/.test(raw.trim()) ? Number(raw.trim()) : raw;
+}
+
+function pathOf(path: ReadonlyArray<PropertyKey>): string {
+  let out = '';
+  for (const segment of path) {
+    if (typeof segment === 'number') out += `[${segment}]`;
+    else out += out ? `.${String(segment)}` : String(segment);
+  }
+  return out;
+}
+
+function sourceOf(
+  path: string,
+  sources: Map<string, string>,
+  fileLabel: string | undefined,
+): string {
+  // The longest recorded prefix wins: `backends[1].url` before `backends[1]`.
+  let best: string | undefined;
+  for (const key of sources.keys()) {
+    if (
+      (path === key || path.startsWith(`${key}.`) || path.startsWith(`${key}[`)) &&
+      (!best || key.length > best.length)
+    ) {
+      best = key;
+    }
+  }
+  if (best !== undefined) return ` (from ${sources.get(best)})`;
+  return fileLabel ? ` (in ${fileLabel})` : '';
+}
+
+function describeIssue(
+  issue: z.core.$ZodIssue,
+  sources: Map<string, string>,
+  fileLabel: string | undefined,
+): string[] {
+  const path = pathOf(issue.path);
+  if (issue.code === 'unrecognized_keys') {
+    const known = knownKeys(issue.path);
+    return issue.keys.map((key) => {
+      const full = path ? `${path}.${key}` : key;
+      const guess = closest(key, known) ?? elsewhere(key, issue.path);
+      const hint = guess ? `did you mean "${guess}"?` : `known keys: ${known.join(', ')}`;
+      return `${full}: unknown setting (${hint})${sourceOf(full, sources, fileLabel)}`;
+    });
+  }
+  let message = issue.message;
+  if (issue.code === 'invalid_type' && issue.input === undefined) message = 'is required';
+  else if (message.startsWith('Invalid input')) message = `is not valid: ${message}`;
+  const where = path || 'config';
+  return [`${where}: ${message}${sourceOf(path, sources, fileLabel)}`];
+}
+
+/** The keys allowed at a path of the config file, for "did you mean" hints. */
+function knownKeys(path: ReadonlyArray<PropertyKey>): string[] {
+  let schema: z.core.$ZodType | undefined = ConfigFileSchema;
+  for (const segment of path) {
+    schema = unwrap(schema);
+    const def = schema?._zod.def as unknown as Record<string, unknown> | undefined;
+    if (!def) return [];
+    if (def.type === 'object')
+      schema = (def.shape as Record<string, z.core.$ZodType>)[String(segment)];
+    else if (def.type === 'array') schema = def.element as z.core.$ZodType;
+    else if (def.type === 'record') schema = def.valueType as z.core.$ZodType;
+    else return [];
+  }
+  schema = unwrap(schema);
+  const def = schema?._zod.def as unknown as Record<string, unknown> | undefined;
+  return def?.type === 'object' ? Object.keys(def.shape as object) : [];
+}
+
+function unwrap(schema: z.core.$ZodType | undefined): z.core.$ZodType | undefined {
+  let current = schema;
+  for (let depth = 0; current && depth < 10; depth += 1) {
+    const def = current._zod.def as unknown as Record<string, unknown>;
+    if (
+      def.type === 'default' ||
+      def.type === 'prefault' ||
+      def.type === 'optional' ||
+      def.type === 'nullable'
+    ) {
+      current = def.innerType as z.core.$ZodType;
+    } else if (def.type === 'pipe') current = def.in as z.core.$ZodType;
+    else break;
+  }
+  return current;
+}
+
+/** A setting of that name in another section (`max_body_bytes` -> `limits.max_body_bytes`). */
+function elsewhere(key: string, path: ReadonlyArray<PropertyKey>): string | undefined {
+  if (path.length > 0) return undefined;
+  for (const section of knownKeys([])) {
+    const guess = closest(key, knownKeys([section]));
+    if (guess) return `${section}.${guess}`;
+  }
+  return undefined;
+}
+
+/** The candidate nearest to a (mistyped) name, if any is close; camelCase matches snake_case. */
+function closest(name: string, candidates: readonly string[]): string | undefined {
+  const normalize = (value: string) =>
+    value
+      .replace(/([a-z0-9])([A-Z])/g, '$1_$2')
+      .replace(/-/g, '_')
+      .toLowerCase();
+  const target = normalize(name);
+  let best: { candidate: string; distance: number } | undefined;
+  for (const candidate of candidates) {
+    const distance = editDistance(target, normalize(candidate));
+    if (!best || distance < best.distance) best = { candidate, distance };
+  }
+  if (!best) return undefined;
+  return best.distance <= Math.max(2, Math.floor(target.length / 4)) ? best.candidate : undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, index) => index);
+  for (let i = 1; i <= a.length; i += 1) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j += 1) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + cost);
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
+}

@@ -1,0 +1,201 @@
+/**
+ * Runs the gateway on a Node HTTP server: builds the backends, the router, access control
+ * and the app from a {@link Config}, listens, and shuts down gracefully.
+ */
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { serve } from '@hono/node-server';
+import {
+  type Backend,
+  createBackend,
+  createRouter,
+  type ModelConcurrency,
+  type Router,
+} from '@tollgate/backends';
+import type { Hono } from 'hono';
+import { type AccessControl, resolveAccess } from './access.js';
+import { createApp, describeError, type GatewayEnv } from './app.js';
+import { type Config, ConfigError } from './config.js';
+import { createLogger, type Logger } from './logger.js';
+
+/** Options for {@link startGateway}. */
+export interface StartGatewayOptions {
+  /** @default a JSON logger on standard output at `config.logLevel` */
+  logger?: Logger;
+  /** Overrides the access control that the configuration implies (for embedding and tests). */
+  access?: AccessControl;
+  /** Overrides the router built from `config.backends` (for embedding and tests). */
+  router?: Router;
+}
+
+/** A running gateway. */
+export interface Gateway {
+  /** Base URL, e.g. `http://127.0.0.1:8402` (without `/v1`). */
+  url: string;
+  /** The port actually bound (useful with port 0). */
+  port: number;
+  app: Hono<GatewayEnv>;
+  router: Router;
+  /** The Node server. */
+  server: Server;
+  /** Requests being served now. */
+  inFlight(): number;
+  /**
+   * Stops taking new connections, lets in-flight requests and streams finish for up to
+   * `config.shutdown.graceMs`, then cuts what is left and closes the router. Idempotent.
+   */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the gateway.
+ *
+ * @throws {ConfigError} when the configuration cannot be served: no API keys on a
+ *   non-loopback host, or the address cannot be bound (port in use, not a local address).
+ * @example
+ * ```ts
+ * const gateway = await startGateway(loadConfig({ env: { TOLLGATE_PORT: '0' } }));
+ * console.log(gateway.url);
+ * await gateway.close();
+ * ```
+ */
+export async function startGateway(
+  config: Config,
+  options: StartGatewayOptions = {},
+): Promise<Gateway> {
+  const logger = options.logger ?? createLogger({ level: config.logLevel });
+  let access = options.access;
+  if (!access) {
+    const resolved = resolveAccess(config);
+    access = resolved.access;
+    if (resolved.warning) logger.warn(resolved.warning);
+  }
+  for (const notice of config.notices) logger.warn(notice);
+
+  const router = options.router ?? buildRouter(config);
+  const app = createApp({ config, router, access, logger });
+
+  let closing = false;
+  let inFlight = 0;
+  const server = serve({
+    fetch: app.fetch,
+    hostname: config.host,
+    port: config.port,
+    serverOptions: {
+      // The request timeout covers receiving a request, not sending the answer, but a slow
+      // caller uploading a large body must not be cut either; streams are never timed out.
+      requestTimeout: 0,
+      // Still bound how long a connection may take to send its headers (slowloris).
+      headersTimeout: 60_000,
+      keepAliveTimeout: 5_000,
+    },
+  }) as Server;
+  server.on('request', (_request: IncomingMessage, response: ServerResponse) => {
+    inFlight += 1;
+    // While shutting down, answers tell the caller not to reuse the connection.
+    if (closing) response.setHeader('connection', 'close');
+    response.once('close', () => {
+      inFlight -= 1;
+      // A keep-alive connection just went idle: let it go now rather than at the deadline.
+      if (closing) setImmediate(() => server.closeIdleConnections());
+    });
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    const onError = (error: NodeJS.ErrnoException) => {
+      server.off('listening', onListening);
+      reject(listenError(error, config));
+    };
+    const onListening = () => {
+      server.off('error', onError);
+      resolve();
+    };
+    server.once('error', onError);
+    server.once('listening', onListening);
+  }).catch(async (error: unknown) => {
+    await router.close();
+    throw error;
+  });
+  server.on('error', (error) => logger.error({ error: describeError(error) }, 'server error'));
+
+  const address = server.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const url = `http://${host}:${address.port}`;
+  router.start();
+
+  let closed: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closed ??= (async () => {
+      closing = true;
+      logger.info(
+        { inFlight, graceMs: config.shutdown.graceMs },
+        'shutting down: no new connections, letting requests finish',
+      );
+      const allClosed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<'deadline'>((resolve) => {
+        timer = setTimeout(() => resolve('deadline'), config.shutdown.graceMs);
+      });
+      const result = await Promise.race([allClosed.then(() => 'drained' as const), deadline]);
+      clearTimeout(timer);
+      if (result === 'deadline') {
+        logger.warn({ inFlight }, 'shutdown grace period over: closing the remaining connections');
+        server.closeAllConnections();
+        await allClosed;
+      }
+      await router.close();
+      logger.info('gateway stopped');
+    })();
+    return closed;
+  };
+
+  return { url, port: address.port, app, router, server, inFlight: () => inFlight, close };
+}
+
+/** Builds the backends and the router from the configuration. */
+export function buildRouter(config: Config): Router {
+  const backends = config.backends.map((entry) => {
+    const backend: Backend = createBackend({
+      type: entry.type,
+      url: entry.url,
+      name: entry.name,
+      ...(entry.apiKey !== undefined ? { apiKey: entry.apiKey } : {}),
+      ...(entry.headers !== undefined ? { headers: entry.headers } : {}),
+      ...(entry.timeoutMs !== undefined ? { timeoutMs: entry.timeoutMs } : {}),
+    });
+    return entry.models ? { backend, models: entry.models } : { backend };
+  });
+  const concurrency: Record<string, ModelConcurrency> = {};
+  for (const [model, limit] of Object.entries(config.models)) concurrency[model] = { ...limit };
+  return createRouter({
+    backends,
+    aliases: config.aliases,
+    concurrency,
+    health: {
+      intervalMs: config.health.intervalMs,
+      failureThreshold: config.health.failureThreshold,
+    },
+    firstByteTimeoutMs: config.upstream.firstByteTimeoutMs,
+  });
+}
+
+function listenError(error: NodeJS.ErrnoException, config: Config): Error {
+  const where = `${config.host}:${config.port}`;
+  if (error.code === 'EADDRINUSE') {
+    return new ConfigError([
+      `port: ${where} is already in use. Stop the other process or pick another port with --port or TOLLGATE_PORT.`,
+    ]);
+  }
+  if (error.code === 'EACCES') {
+    return new ConfigError([
+      `port: not allowed to listen on ${where} (ports below 1024 need privileges). Pick a port above 1024.`,
+    ]);
+  }
+  if (error.code === 'EADDRNOTAVAIL' || error.code === 'ENOTFOUND') {
+    return new ConfigError([
+      `host: "${config.host}" is not an address of this machine. Use 127.0.0.1, 0.0.0.0 or one of its own addresses.`,
+    ]);
+  }
+  return error;
+}
