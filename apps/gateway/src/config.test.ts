@@ -1,0 +1,303 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ConfigError, isConfigError, type LoadConfigOptions, loadConfig } from './config.js';
+
+const directories: string[] = [];
+
+function directory(files: Record<string, string> = {}): string {
+  const path = mkdtempSync(join(tmpdir(), 'tollgate-config-'));
+  directories.push(path);
+  for (const [name, content] of Object.entries(files)) writeFileSync(join(path, name), content);
+  return path;
+}
+
+afterEach(() => {
+  for (const path of directories.splice(0)) rmSync(path, { recursive: true, force: true });
+});
+
+function problemsOf(options: LoadConfigOptions): string[] {
+  try {
+    loadConfig(options);
+  } catch (error) {
+    expect(isConfigError(error)).toBe(true);
+    return (error as ConfigError).problems;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('loadConfig', () => {
+  it('behavior: defaults when there is no file and no environment', () => {
+    const cwd = directory();
+    const config = loadConfig({ env: {}, cwd });
+    expect(config).toMatchObject({
+      host: '127.0.0.1',
+      port: 8402,
+      dataDir: join(cwd, '.tollgate'),
+      logLevel: 'info',
+      apiKeys: [],
+      backends: [],
+      aliases: {},
+      models: {},
+      limits: { maxBodyBytes: 10 * 1024 * 1024 },
+      cors: { origins: [] },
+      health: { intervalMs: 10_000, failureThreshold: 3 },
+      upstream: { firstByteTimeoutMs: 600_000 },
+      shutdown: { graceMs: 30_000 },
+      notices: [],
+    });
+    expect(config.configFile).toBeUndefined();
+    expect(config.adminKey).toBeUndefined();
+  });
+
+  it('behavior: ./tollgate.yaml is read when present, with durations in ms', () => {
+    const cwd = directory({
+      'tollgate.yaml': [
+        'port: 9000',
+        'log_level: debug',
+        'backends:',
+        '  - name: box',
+        '    type: ollama',
+        '    url: http://127.0.0.1:11434',
+        '    models: [llama3]',
+        '    timeout_seconds: 2.5',
+        '    api_key: upstream-secret',
+        'aliases:',
+        '  fast: llama3',
+        'models:',
+        '  llama3: { max_concurrent: 2, max_queue: 5, queue_timeout_seconds: 1 }',
+        'limits: { max_body_bytes: 2048 }',
+        'cors: { origins: ["*"] }',
+        'health: { interval_seconds: 0.5 }',
+        'upstream: { first_byte_timeout_seconds: 30 }',
+        'shutdown: { grace_seconds: 0 }',
+      ].join('\n'),
+    });
+    const config = loadConfig({ env: {}, cwd });
+    expect(config.configFile).toBe(join(cwd, 'tollgate.yaml'));
+    expect(config.port).toBe(9000);
+    expect(config.logLevel).toBe('debug');
+    expect(config.backends).toEqual([
+      {
+        name: 'box',
+        type: 'ollama',
+        url: 'http://127.0.0.1:11434',
+        models: ['llama3'],
+        timeoutMs: 2500,
+        apiKey: 'upstream-secret',
+      },
+    ]);
+    expect(config.aliases).toEqual({ fast: 'llama3' });
+    expect(config.models).toEqual({
+      llama3: { maxConcurrent: 2, maxQueue: 5, queueTimeoutMs: 1000 },
+    });
+    expect(config.limits.maxBodyBytes).toBe(2048);
+    expect(config.cors.origins).toEqual(['*']);
+    expect(config.health).toEqual({ intervalMs: 500, failureThreshold: 3 });
+    expect(config.upstream.firstByteTimeoutMs).toBe(30_000);
+    expect(config.shutdown.graceMs).toBe(0);
+  });
+
+  it('behavior: the environment overrides the file and flags override the environment', () => {
+    const cwd = directory({
+      'tollgate.yaml': 'host: 10.0.0.1\nport: 9000\nlog_level: debug\ndata_dir: /var/lib/tg\n',
+    });
+    const fromEnv = loadConfig({ env: { TOLLGATE_PORT: '9100', TOLLGATE_LOG_LEVEL: 'WARN' }, cwd });
+    expect(fromEnv).toMatchObject({
+      host: '10.0.0.1',
+      port: 9100,
+      logLevel: 'warn',
+      dataDir: '/var/lib/tg',
+    });
+    const fromFlags = loadConfig({
+      env: { TOLLGATE_PORT: '9100', TOLLGATE_HOST: '10.0.0.2', TOLLGATE_DATA_DIR: 'data' },
+      argv: { port: '0', host: '127.0.0.1' },
+      cwd,
+    });
+    expect(fromFlags).toMatchObject({ host: '127.0.0.1', port: 0, dataDir: join(cwd, 'data') });
+  });
+
+  it('behavior: TOLLGATE_CONFIG names the file, and --config wins over it', () => {
+    const cwd = directory({
+      'a.yaml': 'port: 1111\n',
+      'b.yaml': 'port: 2222\n',
+      'tollgate.yaml': 'port: 3333\n',
+    });
+    expect(loadConfig({ env: { TOLLGATE_CONFIG: 'a.yaml' }, cwd }).port).toBe(1111);
+    expect(
+      loadConfig({ env: { TOLLGATE_CONFIG: 'a.yaml' }, argv: { config: 'b.yaml' }, cwd }).port,
+    ).toBe(2222);
+  });
+
+  it('error: a named config file that does not exist', () => {
+    const cwd = directory();
+    const problems = problemsOf({ env: { TOLLGATE_CONFIG: 'missing.yaml' }, cwd });
+    expect(problems).toEqual([
+      expect.stringContaining('does not exist (from TOLLGATE_CONFIG="missing.yaml")'),
+    ]);
+    expect(problemsOf({ env: {}, argv: { config: 'gone.yaml' }, cwd })[0]).toContain('--config');
+  });
+
+  it('behavior: TOLLGATE_API_KEYS is split on commas, trimmed, and merged with the file', () => {
+    const cwd = directory({ 'tollgate.yaml': 'api_keys: [file-key, shared]\n' });
+    const config = loadConfig({ env: { TOLLGATE_API_KEYS: ' env-1 , env-2,,shared ,' }, cwd });
+    expect(config.apiKeys).toEqual(['file-key', 'shared', 'env-1', 'env-2']);
+  });
+
+  it('behavior: TOLLGATE_ADMIN_KEY is kept', () => {
+    expect(
+      loadConfig({ env: { TOLLGATE_ADMIN_KEY: 'admin-secret' }, cwd: directory() }).adminKey,
+    ).toBe('admin-secret');
+  });
+
+  it('behavior: TOLLGATE_BACKEND_URL adds a backend, openai unless TOLLGATE_BACKEND_TYPE says otherwise', () => {
+    const cwd = directory({
+      'tollgate.yaml': 'backends:\n  - { name: first, url: "http://127.0.0.1:8000/v1" }\n',
+    });
+    const plain = loadConfig({ env: { TOLLGATE_BACKEND_URL: 'http://127.0.0.1:9999/v1' }, cwd });
+    expect(plain.backends).toEqual([
+      { name: 'first', type: 'openai', url: 'http://127.0.0.1:8000/v1' },
+      { name: 'openai@127.0.0.1:9999', type: 'openai', url: 'http://127.0.0.1:9999/v1' },
+    ]);
+    const typed = loadConfig({
+      env: { TOLLGATE_BACKEND_URL: 'http://127.0.0.1:11434', TOLLGATE_BACKEND_TYPE: 'Ollama' },
+      cwd: directory(),
+    });
+    expect(typed.backends).toEqual([
+      { name: 'ollama@127.0.0.1:11434', type: 'ollama', url: 'http://127.0.0.1:11434' },
+    ]);
+  });
+
+  it('error: TOLLGATE_BACKEND_TYPE without a URL, or of an unknown type', () => {
+    expect(problemsOf({ env: { TOLLGATE_BACKEND_TYPE: 'ollama' }, cwd: directory() })[0]).toContain(
+      'TOLLGATE_BACKEND_URL',
+    );
+    const problems = problemsOf({
+      env: { TOLLGATE_BACKEND_URL: 'http://127.0.0.1:1', TOLLGATE_BACKEND_TYPE: 'olama' },
+      cwd: directory(),
+    });
+    expect(problems).toEqual([
+      expect.stringMatching(
+        /^backends\[0\]\.type: must be one of .*\(from TOLLGATE_BACKEND_TYPE="olama"\)$/,
+      ),
+    ]);
+  });
+
+  it('error: every problem is reported at once, each with where its value came from', () => {
+    const cwd = directory({
+      'tollgate.yaml':
+        'log_level: loud\nbackends:\n  - url: not-a-url\nmodels:\n  llama3: { max_queue: -1 }\n',
+    });
+    let caught: unknown;
+    try {
+      loadConfig({ env: { TOLLGATE_PORT: 'abc' }, cwd });
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toBeInstanceOf(ConfigError);
+    const error = caught as ConfigError;
+    expect(error.problems).toEqual(
+      expect.arrayContaining([
+        'port: must be an integer between 0 and 65535 (from TOLLGATE_PORT="abc")',
+        expect.stringMatching(
+          /^log_level: must be one of fatal, error, warn, info, debug, trace, silent \(in tollgate\.yaml\)$/,
+        ),
+        expect.stringMatching(/^backends\[0\]\.url: must be an http:\/\/ or https:\/\/ URL/),
+        expect.stringMatching(/^models\.llama3\.max_concurrent: is required/),
+        expect.stringMatching(/^models\.llama3\.max_queue: must be an integer of at least 0/),
+      ]),
+    );
+    expect(error.problems).toHaveLength(5);
+    expect(error.message).toContain(
+      '\n- port: must be an integer between 0 and 65535 (from TOLLGATE_PORT="abc")',
+    );
+    expect(error.message).not.toMatch(/\n\s+at /);
+  });
+
+  it('error: a port out of range from a flag names the flag', () => {
+    expect(problemsOf({ env: {}, argv: { port: '70000' }, cwd: directory() })).toEqual([
+      'port: must be an integer between 0 and 65535 (from --port "70000")',
+    ]);
+  });
+
+  it('error: unknown keys are named, with a suggestion when one is close', () => {
+    const cwd = directory({
+      'tollgate.yaml':
+        'prot: 1\ncors: { origin: ["*"] }\nmaxBodyBytes: 5\nbackends:\n  - { url: "http://a:1", kind: ollama }\n',
+    });
+    const problems = problemsOf({ env: {}, cwd });
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^prot: unknown setting \(did you mean "port"\?\)/),
+        expect.stringMatching(/^cors\.origin: unknown setting \(did you mean "origins"\?\)/),
+        expect.stringMatching(
+          /^maxBodyBytes: unknown setting \(did you mean "limits\.max_body_bytes"\?\)/,
+        ),
+        expect.stringMatching(/^backends\[0\]\.kind: unknown setting/),
+      ]),
+    );
+  });
+
+  it('error: invalid YAML is reported with its line, not thrown raw', () => {
+    const cwd = directory({ 'tollgate.yaml': 'port: 1\nhost: "unterminated\n' });
+    const problems = problemsOf({ env: {}, cwd });
+    expect(problems[0]).toMatch(/^tollgate\.yaml line \d+, column \d+: .*\(not valid YAML\)$/);
+  });
+
+  it('error: a config file that is a list, not a map', () => {
+    const cwd = directory({ 'tollgate.yaml': '- port: 1\n' });
+    expect(problemsOf({ env: {}, cwd })[0]).toContain('must hold a map of settings');
+  });
+
+  it('behavior: an empty config file means defaults', () => {
+    const cwd = directory({ 'tollgate.yaml': '# nothing yet\n' });
+    expect(loadConfig({ env: {}, cwd }).port).toBe(8402);
+  });
+
+  it('error: two backends with the same name', () => {
+    const problems = problemsOf({
+      env: { TOLLGATE_BACKEND_URL: 'http://127.0.0.1:11434' },
+      values: { backends: [{ url: 'http://127.0.0.1:11434' }] },
+    });
+    expect(problems[0]).toMatch(
+      /backends\[1\]: the name "openai@127\.0\.0\.1:11434" is already used by backends\[0\]/,
+    );
+  });
+
+  it('behavior: variables of later features are accepted with a notice; unknown ones get a hint', () => {
+    const config = loadConfig({
+      env: {
+        TOLLGATE_DATABASE_URL: 'postgres://x',
+        TOLLGATE_REDIS_URL: 'redis://x',
+        TOLLGATE_DISCOVERY_PORTS: '8080:llama',
+        TOLLGATE_ENCRYPTION_REQUIRED: 'true',
+        TOLLGATE_X402_PAY_TO: '0xabc',
+        TOLLGATE_X402_NETWORK: 'eip155:84532',
+        TOLLGATE_X402_PRICE: '0.001',
+        TOLLGATE_X402_FACILITATOR_URL: 'https://f',
+        TOLLGATE_X402_VERIFY_ONLY: 'true',
+        TOLLGATE_API_KEY: 'typo',
+        OTHER: 'ignored',
+      },
+      cwd: directory(),
+    });
+    expect(config.notices).toHaveLength(10);
+    expect(config.notices).toContain(
+      'TOLLGATE_REDIS_URL is set, but this version of the gateway does not use it yet; it is ignored.',
+    );
+    expect(config.notices).toContain(
+      'Unknown environment variable TOLLGATE_API_KEY is ignored (did you mean TOLLGATE_API_KEYS?).',
+    );
+    expect(config.apiKeys).toEqual([]);
+  });
+
+  it('behavior: empty environment variables count as unset', () => {
+    const config = loadConfig({
+      env: { TOLLGATE_PORT: '', TOLLGATE_BACKEND_URL: '  ' },
+      cwd: directory(),
+    });
+    expect(config.port).toBe(8402);
+    expect(config.backends).toEqual([]);
+  });
+});
