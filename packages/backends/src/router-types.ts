@@ -58,7 +58,18 @@ export interface RouterOptions {
   firstByteTimeoutMs?: number;
   /** Clock, for tests. @default Date.now */
   now?: () => number;
+  /**
+   * Observer of health transitions and failed model listings (for logs and metrics). Called
+   * synchronously; what it throws is ignored.
+   */
+  onEvent?: (event: RouterEvent) => void;
 }
+
+/** Something the router noticed, for logs and metrics. */
+export type RouterEvent =
+  | { type: 'backend_degraded'; backend: string; detail: string }
+  | { type: 'backend_recovered'; backend: string }
+  | { type: 'models_refresh_failed'; backend: string; error: unknown };
 
 /** Per-dispatch options. */
 export interface DispatchOptions {
@@ -126,11 +137,26 @@ export interface Router {
    * waits for a concurrency slot, fails over to the next backend on a connection error or a
    * 5xx before any byte was sent, and hands back the response with its outcome.
    *
+   * The returned response is the upstream's own status and headers (a 4xx passes through
+   * unchanged) with a body that must be either read to its end or cancelled: the model's
+   * concurrency slot and the backend's in-flight count are held until then, and `outcome`
+   * settles only then. A broken or unfinished SSE stream ends with one OpenAI error event
+   * (`code: "upstream_stream_error"`) and then a stream error.
+   *
    * @throws {TollgateError} `model_not_found` (404, listing the known models),
-   *   `concurrency_limit` (429 with retry-after), `upstream_unreachable` (502),
-   *   `upstream_unavailable` (503), `upstream_timeout` (504).
+   *   `concurrency_limit` (429 with `retry-after` / `retry-after-ms` headers),
+   *   `upstream_unreachable` (502), `upstream_error` (502: the last backend answered 5xx or
+   *   broke before its first byte), `upstream_unavailable` (503, with the upstream's
+   *   `retry-after` when it sent one), `upstream_timeout` (504); an adapter's own
+   *   non-upstream TollgateError (e.g. 400 `invalid_request`) unchanged.
+   * @throws the signal's `reason` (not a TollgateError) when the caller aborts before the
+   *   response is handed back.
    */
-  dispatch<O extends Operation>(operation: O, request: OperationRequest[O], options: DispatchOptions): Promise<DispatchResult>;
+  dispatch<O extends Operation>(
+    operation: O,
+    request: OperationRequest[O],
+    options: DispatchOptions,
+  ): Promise<DispatchResult>;
   /** Every model and alias served, sorted by id. */
   listModels(): Promise<RouterModel[]>;
   /** Each backend's state. */
