@@ -163,6 +163,7 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
             completionTokens: outcome.usage?.completion_tokens,
             totalTokens: outcome.usage?.total_tokens,
             firstByteMs: outcome.firstByteMs,
+            error: outcome.error === undefined ? undefined : describeError(outcome.error),
             durationMs: Math.round(performance.now() - started),
           },
           'request',
@@ -258,7 +259,9 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
       void result.outcome.then(settle, (error: unknown) =>
         settle({ status: 'failed', httpStatus: result.response.status, error }),
       );
-      return toClientResponse(result.response, admission.headers);
+      return toClientResponse(result.response, admission.headers, (error) =>
+        cutConnection(c, error),
+      );
     };
 
   app.post('/v1/chat/completions', authenticate, inference('chat.completions'));
@@ -386,17 +389,77 @@ async function readJsonBody(request: Request): Promise<unknown> {
   }
 }
 
-function toClientResponse(response: Response, extraHeaders: Record<string, string>): Response {
+function toClientResponse(
+  response: Response,
+  extraHeaders: Record<string, string>,
+  onBodyError: (error: unknown) => boolean,
+): Response {
   const headers = new Headers(response.headers);
   for (const name of UPSTREAM_ONLY_HEADERS) headers.delete(name);
   for (const [name, value] of Object.entries(extraHeaders)) headers.set(name, value);
   const nullBody = response.status === 204 || response.status === 205 || response.status === 304;
-  // The body is handed on as a stream, never read here.
-  return new Response(nullBody ? null : response.body, {
+  // The body is handed on as a stream, chunk by chunk, never read whole here.
+  const body = nullBody || !response.body ? null : guardBody(response.body, onBodyError);
+  return new Response(body, {
     status: response.status,
     statusText: response.statusText,
     headers,
   });
+}
+
+/**
+ * Passes a body through unchanged; when it fails mid-way, `onError` may cut the caller's
+ * connection itself (returning true), otherwise the error reaches the runtime. Either way the
+ * caller sees a broken response, never a silently truncated one.
+ */
+function guardBody(
+  body: ReadableStream<Uint8Array>,
+  onError: (error: unknown) => boolean,
+): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        let chunk: ReadableStreamReadResult<Uint8Array>;
+        try {
+          chunk = await reader.read();
+        } catch (error) {
+          if (onError(error)) {
+            // The connection is cut; the server cancels this stream when it notices. Ending it
+            // here instead would race that and make the server write to a dead socket.
+            return new Promise<void>(() => {});
+          }
+          controller.error(error);
+          return;
+        }
+        if (chunk.done) controller.close();
+        else controller.enqueue(chunk.value);
+      },
+      cancel(reason) {
+        return reader.cancel(reason);
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}
+
+/**
+ * Cuts the caller's connection when a streamed body broke. Under @hono/node-server the Node
+ * response is at `c.env.outgoing`; destroying it ends the chunked body without its final
+ * chunk, which every HTTP client reports as an error. Handing the error to the server instead
+ * does the same but also prints it, stack and all, to stderr.
+ */
+function cutConnection(c: Context<GatewayEnv>, error: unknown): boolean {
+  const outgoing = (
+    c.env as { outgoing?: { destroy(error?: Error): void; destroyed?: boolean } } | undefined
+  )?.outgoing;
+  if (!outgoing || typeof outgoing.destroy !== 'function') return false;
+  c.get('logger').debug(
+    { error: describeError(error) },
+    'upstream body failed mid-response: cutting the connection',
+  );
+  if (!outgoing.destroyed) outgoing.destroy();
+  return true;
 }
 
 function settleQuietly(admission: Admission, outcome: SettleOutcome, logger: Logger): void {

@@ -3,7 +3,7 @@
  * and the app from a {@link Config}, listens, and shuts down gracefully.
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { serve } from '@hono/node-server';
 import {
   type Backend,
@@ -72,11 +72,14 @@ export async function startGateway(
   }
   for (const notice of config.notices) logger.warn(notice);
 
-  const router = options.router ?? buildRouter(config);
+  const router = options.router ?? buildRouter(config, logger);
   const app = createApp({ config, router, access, logger });
 
   let closing = false;
   let inFlight = 0;
+  // Requests under way per connection, so shutdown can drop idle keep-alive connections (and
+  // connections that never sent a request) at once and the others as soon as they finish.
+  const connections = new Map<Socket, number>();
   const server = serve({
     fetch: app.fetch,
     hostname: config.host,
@@ -90,14 +93,22 @@ export async function startGateway(
       keepAliveTimeout: 5_000,
     },
   }) as Server;
-  server.on('request', (_request: IncomingMessage, response: ServerResponse) => {
+  server.on('connection', (socket: Socket) => {
+    connections.set(socket, 0);
+    socket.once('close', () => connections.delete(socket));
+  });
+  server.on('request', (request: IncomingMessage, response: ServerResponse) => {
+    const socket = request.socket;
     inFlight += 1;
+    connections.set(socket, (connections.get(socket) ?? 0) + 1);
     // While shutting down, answers tell the caller not to reuse the connection.
     if (closing) response.setHeader('connection', 'close');
     response.once('close', () => {
       inFlight -= 1;
-      // A keep-alive connection just went idle: let it go now rather than at the deadline.
-      if (closing) setImmediate(() => server.closeIdleConnections());
+      const remaining = Math.max(0, (connections.get(socket) ?? 1) - 1);
+      if (connections.has(socket)) connections.set(socket, remaining);
+      // Ends the connection after the answer has been flushed.
+      if (closing && remaining === 0) socket.end();
     });
   });
 
@@ -132,7 +143,7 @@ export async function startGateway(
         'shutting down: no new connections, letting requests finish',
       );
       const allClosed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections();
+      for (const [socket, requests] of connections) if (requests === 0) socket.destroy();
       let timer: NodeJS.Timeout | undefined;
       const deadline = new Promise<'deadline'>((resolve) => {
         timer = setTimeout(() => resolve('deadline'), config.shutdown.graceMs);
@@ -153,8 +164,8 @@ export async function startGateway(
   return { url, port: address.port, app, router, server, inFlight: () => inFlight, close };
 }
 
-/** Builds the backends and the router from the configuration. */
-export function buildRouter(config: Config): Router {
+/** Builds the backends and the router from the configuration; router events go to `logger`. */
+export function buildRouter(config: Config, logger?: Logger): Router {
   const backends = config.backends.map((entry) => {
     const backend: Backend = createBackend({
       type: entry.type,
@@ -177,6 +188,22 @@ export function buildRouter(config: Config): Router {
       failureThreshold: config.health.failureThreshold,
     },
     firstByteTimeoutMs: config.upstream.firstByteTimeoutMs,
+    onEvent: (event) => {
+      if (!logger) return;
+      if (event.type === 'backend_degraded') {
+        logger.warn(
+          { backend: event.backend, detail: event.detail },
+          'backend degraded: no longer routed to until a probe succeeds',
+        );
+      } else if (event.type === 'backend_recovered') {
+        logger.info({ backend: event.backend }, 'backend healthy again');
+      } else {
+        logger.warn(
+          { backend: event.backend, error: describeError(event.error) },
+          'listing the models of a backend failed',
+        );
+      }
+    },
   });
 }
 

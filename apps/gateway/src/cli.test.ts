@@ -1,0 +1,189 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { type FakeUpstream, startFakeUpstream } from '@tollgate/backends/testing';
+import { afterEach, describe, expect, it } from 'vitest';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '../../..');
+const cli = join(here, 'cli.ts');
+// Loading tsx with --import keeps the gateway in this one process, so signals reach it.
+const tsxLoader = pathToFileURL(join(root, 'node_modules/tsx/dist/loader.mjs')).href;
+
+interface Run {
+  child: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  exit: Promise<number | null>;
+  /** Resolves with the first stderr match. */
+  waitForStderr(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
+}
+
+const cleanups: Array<() => unknown> = [];
+
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+function tempDir(files: Record<string, string> = {}): string {
+  const path = mkdtempSync(join(tmpdir(), 'tollgate-cli-'));
+  cleanups.push(() => rmSync(path, { recursive: true, force: true }));
+  for (const [name, content] of Object.entries(files)) writeFileSync(join(path, name), content);
+  return path;
+}
+
+function run(args: string[], options: { env?: Record<string, string>; cwd?: string } = {}): Run {
+  // The runner's own TOLLGATE_* variables must not leak into the child.
+  const env: Record<string, string> = {};
+  for (const [name, value] of Object.entries(process.env)) {
+    if (!name.startsWith('TOLLGATE_') && value !== undefined) env[name] = value;
+  }
+  const child = spawn(process.execPath, ['--import', tsxLoader, cli, ...args], {
+    cwd: options.cwd ?? tempDir(),
+    env: { ...env, TOLLGATE_LOG_LEVEL: 'warn', ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  const watchers: Array<() => void> = [];
+  child.stdout!.on('data', (chunk) => {
+    stdout += String(chunk);
+  });
+  child.stderr!.on('data', (chunk) => {
+    stderr += String(chunk);
+    for (const watcher of [...watchers]) watcher();
+  });
+  const exit = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
+  cleanups.push(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  return {
+    child,
+    stdout: () => stdout,
+    stderr: () => stderr,
+    exit,
+    waitForStderr(pattern, timeoutMs = 30_000) {
+      return new Promise((done, fail) => {
+        const check = () => {
+          const match = stderr.match(pattern);
+          if (!match) return;
+          watchers.splice(watchers.indexOf(check), 1);
+          clearTimeout(timer);
+          done(match);
+        };
+        const timer = setTimeout(() => {
+          watchers.splice(watchers.indexOf(check), 1);
+          fail(new Error(`stderr never matched ${pattern}:\n${stderr}`));
+        }, timeoutMs);
+        watchers.push(check);
+        check();
+        void exit.then(() => {
+          if (watchers.includes(check)) {
+            watchers.splice(watchers.indexOf(check), 1);
+            clearTimeout(timer);
+            fail(new Error(`exited before stderr matched ${pattern}:\n${stderr}`));
+          }
+        });
+      });
+    },
+  };
+}
+
+async function fake(): Promise<FakeUpstream> {
+  const upstream = await startFakeUpstream({ kind: 'openai', models: ['fake-model'] });
+  cleanups.push(() => upstream.close());
+  return upstream;
+}
+
+describe('tollgate CLI', { timeout: 60_000 }, () => {
+  it('args: --help explains the commands, the key variables and an example', async () => {
+    const result = run(['--help']);
+    expect(await result.exit).toBe(0);
+    expect(result.stdout()).toContain('serve');
+    expect(result.stdout()).toContain(
+      'TOLLGATE_BACKEND_URL=http://127.0.0.1:11434 TOLLGATE_BACKEND_TYPE=ollama pnpm tollgate serve',
+    );
+  });
+
+  it('args: serve --help lists flags and environment variables', async () => {
+    const result = run(['serve', '--help']);
+    expect(await result.exit).toBe(0);
+    for (const text of [
+      '--config',
+      '--host',
+      '--port',
+      'TOLLGATE_API_KEYS',
+      'TOLLGATE_BACKEND_TYPE',
+    ]) {
+      expect(result.stdout()).toContain(text);
+    }
+  });
+
+  it('args: --version prints the package version', async () => {
+    const result = run(['--version']);
+    expect(await result.exit).toBe(0);
+    expect(result.stdout().trim()).toMatch(/^\d+\.\d+\.\d+/);
+  });
+
+  it('error: an unknown command or flag exits 2 with a message', async () => {
+    const command = run(['frobnicate']);
+    expect(await command.exit).toBe(2);
+    expect(command.stderr()).toContain('unknown command "frobnicate"');
+    const flag = run(['serve', '--bogus']);
+    expect(await flag.exit).toBe(2);
+    expect(flag.stderr()).toContain('--bogus');
+  });
+
+  it('error: a bad configuration exits 1 listing every problem, without a stack trace', async () => {
+    const cwd = tempDir({ 'tollgate.yaml': 'backends:\n  - url: nope\ncors: { origin: ["*"] }\n' });
+    const result = run(['serve'], { cwd, env: { TOLLGATE_PORT: 'abc' } });
+    expect(await result.exit).toBe(1);
+    const stderr = result.stderr();
+    expect(stderr).toContain(
+      '- port: must be an integer between 0 and 65535 (from TOLLGATE_PORT="abc")',
+    );
+    expect(stderr).toContain('- backends[0].url: must be an http:// or https:// URL');
+    expect(stderr).toContain('- cors.origin: unknown setting (did you mean "origins"?)');
+    expect(stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it('error: no API keys on a non-loopback host exits 1 saying to set TOLLGATE_API_KEYS', async () => {
+    const result = run(['serve', '--host', '0.0.0.0', '--port', '0']);
+    expect(await result.exit).toBe(1);
+    expect(result.stderr()).toContain('TOLLGATE_API_KEYS');
+  });
+
+  it('behavior: serve --port 0 with TOLLGATE_BACKEND_URL serves, then exits 0 on SIGTERM', async () => {
+    const upstream = await fake();
+    const result = run(['serve', '--port', '0'], {
+      env: { TOLLGATE_BACKEND_URL: upstream.baseURL, TOLLGATE_API_KEYS: 'sk-cli-test' },
+    });
+    const [, url] = await result.waitForStderr(/listening on (http:\/\/\S+) /);
+    await result.waitForStderr(/backend openai@127\.0\.0\.1:\d+ .*fake-model/);
+    const ready = await fetch(`${url}/health/ready`);
+    expect(ready.status).toBe(200);
+    const models = await fetch(`${url}/v1/models`, {
+      headers: { authorization: 'Bearer sk-cli-test' },
+    });
+    expect(
+      ((await models.json()) as { data: Array<{ id: string }> }).data.map((model) => model.id),
+    ).toEqual(['fake-model']);
+    result.child.kill('SIGTERM');
+    expect(await result.exit).toBe(0);
+    expect(result.stderr()).toContain('SIGTERM received');
+  });
+
+  it('behavior: with no backend it still starts, says what to do, and is not ready', async () => {
+    const result = run(['serve', '--port', '0']);
+    const [, url] = await result.waitForStderr(/listening on (http:\/\/\S+) /);
+    await result.waitForStderr(/No backend is configured/);
+    expect(result.stderr()).toContain('TOLLGATE_BACKEND_URL');
+    const ready = await fetch(`${url}/health/ready`);
+    expect(ready.status).toBe(503);
+    expect(((await ready.json()) as { reason: string }).reason).toContain('no backend configured');
+    result.child.kill('SIGINT');
+    expect(await result.exit).toBe(0);
+  });
+});

@@ -1,0 +1,450 @@
+/**
+ * End to end: the official `openai` SDK talks to a real gateway socket, which talks to fake
+ * upstream servers (OpenAI-compatible and Ollama) from @tollgate/backends/testing.
+ */
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import {
+  type FakeUpstream,
+  type StartFakeUpstreamOptions,
+  startFakeUpstream,
+} from '@tollgate/backends/testing';
+import OpenAI, { APIError } from 'openai';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { loadConfig } from './config.js';
+import { type Gateway, startGateway } from './server.js';
+import { captureLogger } from './test-helpers.js';
+
+const KEY = 'sk-e2e-4f1c2b9a7d';
+const PROMPT = [{ role: 'user' as const, content: 'Say hello please' }];
+const REPLY = 'Hello from the fake upstream.';
+// The fakes count words: 3 in PROMPT, 5 in REPLY.
+const USAGE = { prompt_tokens: 3, completion_tokens: 5, total_tokens: 8 };
+
+/** Every status the gateway answered, across the whole file: none may be a 500. */
+const statuses: Array<{ test: string; status: number }> = [];
+let currentTest = '';
+
+interface Harness {
+  gateway: Gateway;
+  openai: FakeUpstream;
+  ollama: FakeUpstream;
+  client: OpenAI;
+  log: ReturnType<typeof captureLogger>;
+  /** fetch against the gateway, recording the status. */
+  raw(path: string, init?: RequestInit): Promise<Response>;
+}
+
+const cleanups: Array<() => Promise<void>> = [];
+
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+function recordingFetch(): typeof fetch {
+  return async (input, init) => {
+    const response = await fetch(input, init);
+    statuses.push({ test: currentTest, status: response.status });
+    return response;
+  };
+}
+
+async function harness(
+  options: {
+    openai?: StartFakeUpstreamOptions;
+    ollama?: StartFakeUpstreamOptions;
+    values?: Record<string, unknown>;
+    extraBackends?: Array<Record<string, unknown>>;
+  } = {},
+): Promise<Harness> {
+  currentTest = expect.getState().currentTestName ?? '';
+  const openai = await startFakeUpstream({
+    kind: 'openai',
+    models: ['fake-model'],
+    ...options.openai,
+  });
+  cleanups.push(() => openai.close());
+  const ollama = await startFakeUpstream({
+    kind: 'ollama',
+    models: ['llama3:latest'],
+    ...options.ollama,
+  });
+  cleanups.push(() => ollama.close());
+  const log = captureLogger();
+  const config = loadConfig({
+    env: {},
+    argv: { port: 0 },
+    values: {
+      api_keys: [KEY],
+      aliases: { fast: 'fake-model' },
+      shutdown: { grace_seconds: 5 },
+      backends: [
+        { name: 'fake-openai', type: 'openai', url: openai.baseURL },
+        { name: 'fake-ollama', type: 'ollama', url: ollama.url },
+        ...(options.extraBackends ?? []),
+      ],
+      ...options.values,
+    },
+  });
+  const gateway = await startGateway(config, { logger: log.logger });
+  cleanups.push(() => gateway.close());
+  const client = new OpenAI({
+    baseURL: `${gateway.url}/v1`,
+    apiKey: KEY,
+    maxRetries: 0,
+    fetch: recordingFetch(),
+  });
+  const tracked = recordingFetch();
+  return {
+    gateway,
+    openai,
+    ollama,
+    client,
+    log,
+    raw: (path, init) => tracked(`${gateway.url}${path}`, init),
+  };
+}
+
+async function apiError(promise: Promise<unknown>): Promise<APIError> {
+  try {
+    await promise;
+  } catch (error) {
+    if (error instanceof APIError) return error;
+    throw error;
+  }
+  throw new Error('expected the SDK to throw an APIError');
+}
+
+function errorBody(error: APIError): {
+  code?: string;
+  message?: string;
+  param?: string | null;
+  type?: string;
+} {
+  return (error.error ?? {}) as never;
+}
+
+describe.each([
+  { kind: 'openai', model: 'fake-model' },
+  { kind: 'ollama', model: 'llama3:latest' },
+])('OpenAI SDK through the gateway to a fake $kind server', ({ model }) => {
+  it('behavior: chat completion, not streamed, with exact usage', async () => {
+    const { client } = await harness();
+    const completion = await client.chat.completions.create({ model, messages: PROMPT });
+    expect(completion.choices[0]!.message.content).toBe(REPLY);
+    expect(completion.choices[0]!.finish_reason).toBe('stop');
+    expect(completion.usage).toMatchObject(USAGE);
+  });
+
+  it('behavior: streamed chat without include_usage delivers no usage chunk', async () => {
+    const { client } = await harness();
+    const stream = await client.chat.completions.create({ model, messages: PROMPT, stream: true });
+    let text = '';
+    const usages: unknown[] = [];
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.delta?.content ?? '';
+      if (chunk.usage) usages.push(chunk.usage);
+    }
+    expect(text).toBe(REPLY);
+    expect(usages).toEqual([]);
+  });
+
+  it('behavior: streamed chat with include_usage delivers the exact usage chunk last', async () => {
+    const { client } = await harness();
+    const stream = await client.chat.completions.create({
+      model,
+      messages: PROMPT,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    const chunks = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    const last = chunks.at(-1)!;
+    expect(last.choices).toEqual([]);
+    expect(last.usage).toMatchObject(USAGE);
+    expect(chunks.map((chunk) => chunk.choices[0]?.delta?.content ?? '').join('')).toBe(REPLY);
+  });
+
+  it('behavior: tool calls, not streamed and streamed', async () => {
+    const toolCall = { name: 'get_weather', arguments: '{"city":"Paris"}' };
+    const { client } = await harness({ openai: { toolCall }, ollama: { toolCall } });
+    const tools = [
+      {
+        type: 'function' as const,
+        function: {
+          name: 'get_weather',
+          parameters: { type: 'object', properties: { city: { type: 'string' } } },
+        },
+      },
+    ];
+    const completion = await client.chat.completions.create({ model, messages: PROMPT, tools });
+    const call = completion.choices[0]!.message.tool_calls![0]!;
+    expect(completion.choices[0]!.finish_reason).toBe('tool_calls');
+    expect(call.type).toBe('function');
+    expect(call.type === 'function' && call.function).toEqual(toolCall);
+
+    const stream = await client.chat.completions.create({
+      model,
+      messages: PROMPT,
+      tools,
+      stream: true,
+    });
+    let name = '';
+    let args = '';
+    let finish: string | null | undefined;
+    for await (const chunk of stream) {
+      for (const delta of chunk.choices[0]?.delta?.tool_calls ?? []) {
+        name += delta.function?.name ?? '';
+        args += delta.function?.arguments ?? '';
+      }
+      finish = chunk.choices[0]?.finish_reason ?? finish;
+    }
+    expect({ name, arguments: args }).toEqual(toolCall);
+    expect(finish).toBe('tool_calls');
+  });
+
+  it('behavior: completions', async () => {
+    const { client } = await harness();
+    const completion = await client.completions.create({ model, prompt: 'Say hello please' });
+    expect(completion.choices[0]!.text).toBe(REPLY);
+    expect(completion.usage).toMatchObject(USAGE);
+  });
+
+  it('behavior: embeddings', async () => {
+    const { client } = await harness({
+      openai: { embeddingDimensions: 6 },
+      ollama: { embeddingDimensions: 6 },
+    });
+    // encoding_format is explicit: the SDK's default (base64) is a backend matter, not the gateway's.
+    const result = await client.embeddings.create({
+      model,
+      input: ['one two', 'three'],
+      encoding_format: 'float',
+    });
+    expect(result.data).toHaveLength(2);
+    expect(result.data[0]!.embedding).toHaveLength(6);
+    expect(result.usage.prompt_tokens).toBe(3);
+  });
+
+  it('error: an upstream 4xx passes through with its status and message', async () => {
+    const errorMessage = 'This model has a maximum context length of 4096 tokens';
+    const { client } = await harness({
+      openai: { errorStatus: 400, errorMessage },
+      ollama: { errorStatus: 400, errorMessage },
+    });
+    const error = await apiError(client.chat.completions.create({ model, messages: PROMPT }));
+    expect(error.status).toBe(400);
+    expect(error.message).toContain(errorMessage);
+  });
+
+  it('error: an upstream dying mid-stream makes the stream throw, not end quietly', async () => {
+    const { client } = await harness({
+      openai: { failAfterChunks: 3, reply: 'one two three four five six seven eight' },
+      ollama: { failAfterChunks: 3, reply: 'one two three four five six seven eight' },
+    });
+    const stream = await client.chat.completions.create({ model, messages: PROMPT, stream: true });
+    let text = '';
+    const consume = async () => {
+      for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? '';
+    };
+    await expect(consume()).rejects.toThrow();
+    expect(text.length).toBeLessThan('one two three four five six seven eight'.length);
+  });
+
+  it('behavior: a client abort mid-stream reaches the upstream', async () => {
+    const reply = Array.from({ length: 60 }, (_, index) => `word${index}`).join(' ');
+    const { client, openai, ollama, log } = await harness({
+      openai: { reply, chunkDelayMs: 50 },
+      ollama: { reply, chunkDelayMs: 50 },
+    });
+    const fake = model === 'fake-model' ? openai : ollama;
+    const controller = new AbortController();
+    const stream = await client.chat.completions.create(
+      { model, messages: PROMPT, stream: true },
+      { signal: controller.signal, headers: { 'x-request-id': `abort-${model}` } },
+    );
+    try {
+      for await (const chunk of stream) {
+        if (chunk.choices[0]?.delta?.content) controller.abort();
+      }
+    } catch {
+      // The SDK reports the abort it was asked for.
+    }
+    await fake.waitForClientAbort(15_000);
+    const line = await log.waitFor(
+      (entry) => entry.msg === 'request' && entry.requestId === `abort-${model}`,
+    );
+    expect(line.outcome).toBe('aborted');
+  });
+});
+
+describe('the gateway over a real socket', () => {
+  it('behavior: /v1/models lists every backend model and the alias', async () => {
+    const { client } = await harness();
+    const models = [];
+    for await (const model of client.models.list()) models.push(model.id);
+    expect(models).toEqual(expect.arrayContaining(['fake-model', 'llama3:latest', 'fast']));
+  });
+
+  it('behavior: an alias routes to its target', async () => {
+    const { client, openai } = await harness();
+    const completion = await client.chat.completions.create({ model: 'fast', messages: PROMPT });
+    expect(completion.choices[0]!.message.content).toBe(REPLY);
+    const upstream = openai.requests.find((request) => request.path.endsWith('/chat/completions'));
+    expect((upstream?.body as { model?: string } | undefined)?.model).toBe('fake-model');
+  });
+
+  it('behavior: the request id is echoed and forwarded upstream; logs carry it and never the key', async () => {
+    const { client, openai, log } = await harness();
+    const { response } = await client.chat.completions
+      .create(
+        { model: 'fake-model', messages: PROMPT },
+        { headers: { 'x-request-id': 'e2e-req-1' } },
+      )
+      .withResponse();
+    expect(response.headers.get('x-request-id')).toBe('e2e-req-1');
+    const upstream = openai.requests.find((request) => request.path.endsWith('/chat/completions'));
+    expect(upstream?.headers['x-request-id']).toBe('e2e-req-1');
+    const line = await log.waitFor(
+      (entry) => entry.msg === 'request' && entry.requestId === 'e2e-req-1',
+    );
+    expect(line).toMatchObject({
+      status: 200,
+      backend: 'fake-openai',
+      promptTokens: 3,
+      completionTokens: 5,
+    });
+    expect(log.raw()).not.toContain(KEY);
+    expect(log.raw()).not.toContain('Say hello please');
+  });
+
+  it('behavior: /health and /health/ready', async () => {
+    const { raw } = await harness();
+    expect((await raw('/health')).status).toBe(200);
+    const ready = await raw('/health/ready');
+    expect(ready.status).toBe(200);
+    expect(((await ready.json()) as { status: string }).status).toBe('ready');
+  });
+
+  it('error: malformed JSON is a 400 invalid_json envelope', async () => {
+    const { raw } = await harness();
+    const response = await raw('/v1/chat/completions', {
+      method: 'POST',
+      headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+      body: '{"model": "fake-model", "messages": [',
+    });
+    expect(response.status).toBe(400);
+    expect(((await response.json()) as { error: { code: string } }).error.code).toBe(
+      'invalid_json',
+    );
+  });
+
+  it('error: a missing model is a 400 naming the param', async () => {
+    const { client } = await harness();
+    const error = await apiError(client.chat.completions.create({ messages: PROMPT } as never));
+    expect(error.status).toBe(400);
+    expect(error.param).toBe('model');
+  });
+
+  it('error: an unknown model is a 404 listing the known models', async () => {
+    const { client } = await harness();
+    const error = await apiError(
+      client.chat.completions.create({ model: 'no-such-model', messages: PROMPT }),
+    );
+    expect(error.status).toBe(404);
+    expect(errorBody(error).code).toBe('model_not_found');
+    expect(error.message).toContain('fake-model');
+    expect(error.message).toContain('llama3:latest');
+  });
+
+  it('error: no key is a 401 and a wrong key is a 401', async () => {
+    const { raw, gateway } = await harness();
+    const missing = await raw('/v1/chat/completions', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'fake-model', messages: PROMPT }),
+    });
+    expect(missing.status).toBe(401);
+    expect(((await missing.json()) as { error: { code: string } }).error.code).toBe(
+      'missing_api_key',
+    );
+    const wrong = new OpenAI({
+      baseURL: `${gateway.url}/v1`,
+      apiKey: 'sk-not-a-key',
+      maxRetries: 0,
+      fetch: recordingFetch(),
+    });
+    const error = await apiError(
+      wrong.chat.completions.create({ model: 'fake-model', messages: PROMPT }),
+    );
+    expect(error.status).toBe(401);
+    expect(errorBody(error).code).toBe('invalid_api_key');
+  });
+
+  it('error: a body over the limit is a 413, with and without a content-length', async () => {
+    const { client, raw } = await harness({ values: { limits: { max_body_bytes: 2048 } } });
+    const big = [{ role: 'user' as const, content: 'word '.repeat(1000) }];
+    const error = await apiError(
+      client.chat.completions.create({ model: 'fake-model', messages: big }),
+    );
+    expect(error.status).toBe(413);
+    expect(errorBody(error).code).toBe('body_too_large');
+    const bytes = new TextEncoder().encode(JSON.stringify({ model: 'fake-model', messages: big }));
+    const chunked = await raw('/v1/chat/completions', {
+      method: 'POST',
+      headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+      body: new ReadableStream<Uint8Array>({
+        start(controller) {
+          for (let offset = 0; offset < bytes.length; offset += 512)
+            controller.enqueue(bytes.slice(offset, offset + 512));
+          controller.close();
+        },
+      }),
+      duplex: 'half',
+    } as RequestInit);
+    expect(chunked.status).toBe(413);
+  });
+
+  it('error: an upstream refusing connections is a 502 envelope', async () => {
+    const closedPort = await new Promise<number>((resolve) => {
+      const server = createServer();
+      server.listen(0, '127.0.0.1', () => {
+        const { port } = server.address() as AddressInfo;
+        server.close(() => resolve(port));
+      });
+    });
+    const { client } = await harness({
+      extraBackends: [
+        {
+          name: 'gone',
+          type: 'openai',
+          url: `http://127.0.0.1:${closedPort}/v1`,
+          models: ['ghost-model'],
+        },
+      ],
+    });
+    const error = await apiError(
+      client.chat.completions.create({ model: 'ghost-model', messages: PROMPT }),
+    );
+    expect([502, 503]).toContain(error.status);
+    expect(errorBody(error).code).toMatch(/^upstream_/);
+    expect(errorBody(error).type).toBe('server_error');
+  });
+
+  it('error: unknown routes and wrong methods are 404 and 405 envelopes', async () => {
+    const { raw } = await harness();
+    const unknown = await raw('/v1/nothing-here', { headers: { authorization: `Bearer ${KEY}` } });
+    expect(unknown.status).toBe(404);
+    const wrongMethod = await raw('/v1/embeddings', {
+      headers: { authorization: `Bearer ${KEY}` },
+    });
+    expect(wrongMethod.status).toBe(405);
+  });
+});
+
+afterAll(() => {
+  // Bad input and upstream trouble must never surface as a gateway 500.
+  const internal = statuses.filter((entry) => entry.status === 500);
+  expect(internal).toEqual([]);
+  expect(statuses.length).toBeGreaterThan(0);
+});
