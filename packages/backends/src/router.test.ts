@@ -706,19 +706,26 @@ describe('createRouter: health watchdog', () => {
     expect(r.status()[0]).toMatchObject({ state: 'healthy', consecutiveFailures: 0 });
   });
 
-  it('behavior: start() probes on its own timer; close() stops it', async () => {
+  it('behavior: start() probes and relists on its own timers; close() stops them', async () => {
     const a = fakeBackend('a', () => json({}));
     a.healthResult = { ok: false, detail: 'down' };
+    const listed = fakeBackend('listed', () => json({}), ['late-model']);
     const r = router({
-      backends: [{ backend: a, models: ['m'] }],
+      backends: [{ backend: a, models: ['m'] }, { backend: listed }],
       health: { intervalMs: 5, failureThreshold: 2 },
+      modelRefreshMs: 5,
     });
     r.start();
     r.start();
+    await waitFor(() => listed.listCalls >= 2, 'the model list to be refreshed on its timer');
+    expect(r.status()[1]!.models).toEqual(['late-model']);
     await waitFor(() => r.status()[0]!.state === 'degraded', 'the watchdog to degrade the backend');
     a.healthResult = { ok: true };
     await waitFor(() => r.status()[0]!.state === 'healthy', 'the watchdog to restore the backend');
     await r.close();
+    const listsAtClose = listed.listCalls;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(listed.listCalls).toBe(listsAtClose);
   });
 
   it('behavior: a probe that hangs counts as a failure after its timeout', async () => {
