@@ -397,6 +397,13 @@ function toClientResponse(
   const headers = new Headers(response.headers);
   for (const name of UPSTREAM_ONLY_HEADERS) headers.delete(name);
   for (const [name, value] of Object.entries(extraHeaders)) headers.set(name, value);
+  if (headers.get('content-type')?.toLowerCase().includes('text/event-stream')) {
+    // Hono's own stream helpers do the same: it tells @hono/node-server to send the headers at
+    // once instead of first reading what the body already holds. A stream that breaks early
+    // then still reaches the caller as a started 200 stream that fails (what SDKs report as a
+    // stream error), not as a dropped connection that they would retry.
+    headers.set('transfer-encoding', 'chunked');
+  }
   const nullBody = response.status === 204 || response.status === 205 || response.status === 304;
   // The body is handed on as a stream, chunk by chunk, never read whole here.
   const body = nullBody || !response.body ? null : guardBody(response.body, onBodyError);

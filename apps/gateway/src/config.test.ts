@@ -169,6 +169,24 @@ describe('loadConfig', () => {
     ]);
   });
 
+  it('behavior: an openai backend URL without /v1 gets a notice, other types do not', () => {
+    const bare = loadConfig({
+      env: { TOLLGATE_BACKEND_URL: 'http://127.0.0.1:8080' },
+      cwd: directory(),
+    });
+    expect(bare.notices).toEqual([expect.stringContaining('http://127.0.0.1:8080/v1')]);
+    const typed = loadConfig({
+      env: { TOLLGATE_BACKEND_URL: 'http://127.0.0.1:8080', TOLLGATE_BACKEND_TYPE: 'llama-server' },
+      cwd: directory(),
+    });
+    expect(typed.notices).toEqual([]);
+    const based = loadConfig({
+      env: { TOLLGATE_BACKEND_URL: 'http://127.0.0.1:8080/v1' },
+      cwd: directory(),
+    });
+    expect(based.notices).toEqual([]);
+  });
+
   it('error: TOLLGATE_BACKEND_TYPE without a URL, or of an unknown type', () => {
     expect(problemsOf({ env: { TOLLGATE_BACKEND_TYPE: 'ollama' }, cwd: directory() })[0]).toContain(
       'TOLLGATE_BACKEND_URL',

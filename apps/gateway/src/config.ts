@@ -439,6 +439,17 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   }
   const config = toConfig(result.data, cwd, sources, problems);
   if (problems.length > 0) throw new ConfigError(problems);
+  result.data.backends.forEach((backend, index) => {
+    // The commonest quick-start slip: a server's root URL given for type openai, whose URL is
+    // the API base. Only a hint: some OpenAI-compatible APIs live under other paths.
+    const path = new URL(backend.url).pathname;
+    if (backend.type === 'openai' && (path === '' || path === '/')) {
+      const source = sources.get(`backends[${index}].url`);
+      notices.push(
+        `backends[${index}].url${source ? ` (from ${source})` : ''} has no path, but for type openai it is the API base, usually ending in /v1 (e.g. ${new URL('/v1', backend.url).href}). If requests get 404s, add /v1, or set the server's type (TOLLGATE_BACKEND_TYPE=ollama, llama-server, vllm, lm-studio, mlx), whose URL is the root.`,
+      );
+    }
+  });
   if (configFile !== undefined) config.configFile = configFile;
   config.notices = notices;
   return config;
