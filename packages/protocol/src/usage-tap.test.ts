@@ -232,7 +232,7 @@ describe('createUsageTap: JSON', () => {
       Array.from({ length: 60 }, (_, index) => index * 3001),
     );
     const { result, seen, bytes: out } = await tap({ format: 'json', windowBytes }, chunks);
-    expect(out).toEqual(bytes);
+    expect(Buffer.from(out).equals(Buffer.from(bytes))).toBe(true);
     expect(result).toEqual({ usage: expected, complete: true, bytes: bytes.byteLength });
     expect(seen).toEqual([expected]);
     // One huge chunk, and tiny chunks, too.
@@ -292,6 +292,19 @@ describe('createUsageTap: JSON', () => {
     expect(
       (await tap({ format: 'json', windowBytes: 512 }, [utf8(truncated)])).result.usage,
     ).toBeUndefined();
+  });
+
+  it('behavior: null completion_tokens or total_tokens read as absent', async () => {
+    const body =
+      '{"object":"list","data":[],"usage":{"prompt_tokens":4,"completion_tokens":null,"total_tokens":null}}';
+    expect((await tap({ format: 'json' }, [utf8(body)])).result.usage).toEqual({
+      prompt_tokens: 4,
+    });
+    const sse = `data: {"choices":[],"usage":{"prompt_tokens":4,"completion_tokens":null,"total_tokens":4}}\n\n`;
+    expect((await tap({ format: 'sse' }, [utf8(sse)])).result.usage).toEqual({
+      prompt_tokens: 4,
+      total_tokens: 4,
+    });
   });
 
   it('behavior: a usage of the wrong shape is ignored', async () => {

@@ -44,6 +44,14 @@ export interface UsageTap extends TransformStream<Uint8Array, Uint8Array> {
 }
 
 function toUsage(value: unknown): Usage | undefined {
+  if (value && typeof value === 'object' && !Array.isArray(value)) {
+    // Some servers send `"completion_tokens": null` (embeddings); read that as absent rather
+    // than losing the whole usage.
+    const record = { ...(value as Record<string, unknown>) };
+    for (const key of ['completion_tokens', 'total_tokens'])
+      if (record[key] === null) delete record[key];
+    value = record;
+  }
   const parsed = UsageSchema.safeParse(value);
   return parsed.success ? parsed.data : undefined;
 }
