@@ -2,6 +2,9 @@
  * Router tests against fake `Backend` objects built here (plain objects returning Responses
  * whose bodies the test controls), so they exercise the router alone.
  */
+
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import {
   type ChatCompletionRequest,
   isTollgateError,
@@ -975,6 +978,46 @@ describe('createRouter: streams, usage and outcome', () => {
     const outcome = await result.outcome;
     expect(outcome.status).toBe('failed');
     expect(isTollgateError(outcome.error) && outcome.error.code).toBe('upstream_stream_error');
+  });
+
+  it('behavior: over a real socket, the error event reaches the client before the connection is cut', async () => {
+    const a = fakeBackend('a', () => {
+      const body = controlledBody();
+      body.push(chunk('Hel'));
+      setTimeout(() => body.error(new TypeError('terminated')), 10);
+      return sseResponse(body.stream);
+    });
+    const r = router({ backends: [{ backend: a, models: ['m'] }] });
+    // Writes the body the way Node servers do (@hono/node-server among them): each chunk as it
+    // comes, and the socket destroyed the moment the body errors.
+    const server = createServer(async (_incoming, outgoing) => {
+      const result = await r.dispatch('chat.completions', chat('m', { stream: true }), {
+        signal: signal(),
+      });
+      outgoing.writeHead(result.response.status, { 'content-type': 'text/event-stream' });
+      const reader = result.response.body!.getReader();
+      try {
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) break;
+          outgoing.write(value);
+        }
+        outgoing.end();
+      } catch (error) {
+        outgoing.destroy(error as Error);
+      }
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const response = await fetch(`http://127.0.0.1:${port}/`);
+      const { text, error } = await drain(response.body);
+      expect(error).toBeDefined();
+      expect(text).toContain(chunk('Hel'));
+      expect(text).toContain('"code":"upstream_stream_error"');
+    } finally {
+      server.close();
+    }
   });
 
   it('behavior: a non-streamed JSON answer records usage and completes', async () => {

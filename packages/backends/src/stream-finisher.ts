@@ -194,7 +194,13 @@ export function createBodyRelay(options: BodyRelayOptions): BodyRelay {
   const body = new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
-        if (deferredError) return controller.error(deferredError.error);
+        if (deferredError) {
+          // One macrotask first: Node's HTTP server writes the error event through a corked
+          // socket that flushes on the next tick, and errors the response (destroying the
+          // socket) as soon as this rejects — without the wait the event would be lost.
+          await new Promise((resolve) => setTimeout(resolve, 0));
+          return controller.error(deferredError.error);
+        }
         if (aborted) return controller.error(abortReason);
         for (;;) {
           let chunk: Uint8Array;
