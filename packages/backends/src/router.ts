@@ -558,7 +558,7 @@ export function createRouter(options: RouterOptions): Router {
         if (unavailable && last.retryAfter) headers['retry-after'] = last.retryAfter;
         return new TollgateError(
           unavailable ? 'upstream_unavailable' : 'upstream_error',
-          `Backend "${last.backend}" failed with HTTP ${last.status} for model "${model}": ${last.detail}.${triedNote}`,
+          `Backend "${last.backend}" failed with HTTP ${last.status} for model "${model}": ${last.detail.replace(/[.\s]+$/, '')}.${triedNote}`,
           { cause: last.cause, headers },
         );
       }
