@@ -26,6 +26,7 @@ export type {
   Router,
   RouterBackendEntry,
   RouterBackendStatus,
+  RouterEvent,
   RouterModel,
   RouterOptions,
 } from './router-types.js';
