@@ -109,7 +109,7 @@ const noop = () => {};
  * @example
  * ```ts
  * const router = createRouter({
- *   backends: [{ backend: createOllama({ baseUrl: 'http://127.0.0.1:11434' }) }],
+ *   backends: [{ backend: createOllama({ url: 'http://127.0.0.1:11434' }) }],
  *   aliases: { default: 'llama3.2:latest' },
  *   concurrency: { 'llama3.2:latest': { maxConcurrent: 2, maxQueue: 8 } },
  * });
