@@ -179,6 +179,7 @@ describe('tollgate CLI', { timeout: 60_000 }, () => {
     const result = run(['serve', '--port', '0']);
     const [, url] = await result.waitForStderr(/listening on (http:\/\/\S+) /);
     await result.waitForStderr(/No backend is configured/);
+    expect(result.stderr()).toContain('WARNING: no API keys are set');
     expect(result.stderr()).toContain('TOLLGATE_BACKEND_URL');
     const ready = await fetch(`${url}/health/ready`);
     expect(ready.status).toBe(503);

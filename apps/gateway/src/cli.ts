@@ -153,6 +153,13 @@ async function serveCommand(args: string[]): Promise<number> {
   }
 
   if (config.configFile) logger.info({ configFile: config.configFile }, 'configuration loaded');
+  for (const notice of config.notices) process.stderr.write(`tollgate: warning: ${notice}\n`);
+  if (config.apiKeys.length === 0) {
+    // startGateway refuses this on any non-loopback address, so only this machine is exposed.
+    process.stderr.write(
+      'tollgate: WARNING: no API keys are set, so every program on this machine can use the gateway without one. Set TOLLGATE_API_KEYS=<key1>,<key2> to require keys.\n',
+    );
+  }
   logger.info({ url: gateway.url }, 'listening');
   process.stderr.write(
     `tollgate: listening on ${gateway.url} (OpenAI base URL: ${gateway.url}/v1)\n`,
