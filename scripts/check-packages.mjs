@@ -4,8 +4,9 @@
  * a user would get it from npm, without the network, and fails when any of it is broken.
  *
  * For each package under packages/* and apps/* whose package.json is not private:
- *   1. build     tsup, in dependency order (a package's d.ts build reads its workspace
- *                dependencies' types), checking git would not pick up the output;
+ *   1. build     tsup, all packages at once (a failure is retried in dependency order, in
+ *                case a d.ts build needs a dependency's dist/), checking that git would not
+ *                pick up the output;
  *   2. pack      `pnpm pack` (which applies publishConfig), then the packed package.json must
  *                point at dist/ files that are in the tarball, never at src/ or .ts sources,
  *                and carry no `workspace:` range;
@@ -13,8 +14,8 @@
  *   4. attw      @arethetypeswrong/cli on the tarball with the esm-only profile;
  *   5. install   all tarballs together into a scratch project in the OS temp dir (see
  *                `installScratch` for how this stays offline);
- *   6. types     tsc compiles a file importing every entry of every package (strict, lib
- *                checks on), so the published .d.ts files resolve;
+ *   6. types     tsc compiles a file importing every entry of every package (strict, with
+ *                .d.ts files checked), so the published types resolve and compile;
  *   7. import    each entry is imported with Node and must export every runtime name its
  *                source entry exports;
  *   8. bin       each `bin` runs `--help` from the scratch node_modules/.bin and exits 0.
