@@ -17,6 +17,7 @@ import { type AccessControl, resolveAccess } from './access.js';
 import { createApp, describeError, type GatewayEnv } from './app.js';
 import { type Config, ConfigError } from './config.js';
 import { createLogger, type Logger } from './logger.js';
+import { createUpstreamFetch } from './upstream-fetch.js';
 
 /** Options for {@link startGateway}. */
 export interface StartGatewayOptions {
@@ -72,7 +73,9 @@ export async function startGateway(
   }
   for (const notice of config.notices) logger.warn(notice);
 
-  const router = options.router ?? buildRouter(config, logger);
+  // Backends built here share one keep-alive pool with no headers or body timeout.
+  const upstream = options.router ? undefined : createUpstreamFetch();
+  const router = options.router ?? buildRouter(config, logger, upstream?.fetch);
   const app = createApp({ config, router, access, logger });
 
   let closing = false;
@@ -125,6 +128,7 @@ export async function startGateway(
     server.once('listening', onListening);
   }).catch(async (error: unknown) => {
     await router.close();
+    await upstream?.close();
     throw error;
   });
   server.on('error', (error) => logger.error({ error: describeError(error) }, 'server error'));
@@ -156,6 +160,7 @@ export async function startGateway(
         await allClosed;
       }
       await router.close();
+      await upstream?.close();
       logger.info('gateway stopped');
     })();
     return closed;
@@ -164,8 +169,11 @@ export async function startGateway(
   return { url, port: address.port, app, router, server, inFlight: () => inFlight, close };
 }
 
-/** Builds the backends and the router from the configuration; router events go to `logger`. */
-export function buildRouter(config: Config, logger?: Logger): Router {
+/**
+ * Builds the backends and the router from the configuration; router events go to `logger`.
+ * `upstreamFetch` is the fetch every backend uses (default: the global one).
+ */
+export function buildRouter(config: Config, logger?: Logger, upstreamFetch?: typeof fetch): Router {
   const backends = config.backends.map((entry) => {
     const backend: Backend = createBackend({
       type: entry.type,
@@ -174,6 +182,7 @@ export function buildRouter(config: Config, logger?: Logger): Router {
       ...(entry.apiKey !== undefined ? { apiKey: entry.apiKey } : {}),
       ...(entry.headers !== undefined ? { headers: entry.headers } : {}),
       ...(entry.timeoutMs !== undefined ? { timeoutMs: entry.timeoutMs } : {}),
+      ...(upstreamFetch ? { fetch: upstreamFetch } : {}),
     });
     return entry.models ? { backend, models: entry.models } : { backend };
   });
