@@ -218,15 +218,21 @@ describe.each([
       openai: { embeddingDimensions: 6 },
       ollama: { embeddingDimensions: 6 },
     });
-    // encoding_format is explicit: the SDK's default (base64) is a backend matter, not the gateway's.
-    const result = await client.embeddings.create({
+    const floats = await client.embeddings.create({
       model,
       input: ['one two', 'three'],
       encoding_format: 'float',
     });
-    expect(result.data).toHaveLength(2);
-    expect(result.data[0]!.embedding).toHaveLength(6);
-    expect(result.usage.prompt_tokens).toBe(3);
+    expect(floats.data).toHaveLength(2);
+    expect(floats.data[0]!.embedding).toHaveLength(6);
+    expect(floats.usage.prompt_tokens).toBe(3);
+    // The SDK's default asks for base64 and decodes it: the same vectors, at float32 precision.
+    const decoded = await client.embeddings.create({ model, input: ['one two', 'three'] });
+    for (const [index, entry] of decoded.data.entries()) {
+      const expected = floats.data[index]!.embedding;
+      expect(entry.embedding).toHaveLength(expected.length);
+      entry.embedding.forEach((value, at) => expect(value).toBeCloseTo(expected[at]!, 5));
+    }
   });
 
   it('error: an upstream 4xx passes through with its status and message', async () => {

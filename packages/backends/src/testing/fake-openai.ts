@@ -401,13 +401,18 @@ function embeddings(exchange: FakeExchange): void {
     return;
   }
   const promptTokens = countInputWords(body.input);
+  // The openai SDK asks for base64 by default: little-endian float32 bytes, as real servers send.
+  const base64 = body.encoding_format === 'base64';
   const answer: Record<string, unknown> = {
     object: 'list',
-    data: inputs.map((input, index) => ({
-      object: 'embedding',
-      index,
-      embedding: fakeEmbedding(input, exchange.behavior.embeddingDimensions),
-    })),
+    data: inputs.map((input, index) => {
+      const vector = fakeEmbedding(input, exchange.behavior.embeddingDimensions);
+      return {
+        object: 'embedding',
+        index,
+        embedding: base64 ? Buffer.from(new Float32Array(vector).buffer).toString('base64') : vector,
+      };
+    }),
     model: body.model,
   };
   if (exchange.behavior.reportUsage)
