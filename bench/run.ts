@@ -110,7 +110,8 @@ function send(target: Target, stream: boolean, startedAt: number): Promise<Sampl
           if (firstByteMs < 0) firstByteMs = performance.now() - startedAt;
         });
         response.on('end', () => {
-          if (response.statusCode !== 200) fail(new Error(`${target.name}: HTTP ${response.statusCode}`));
+          if (response.statusCode !== 200)
+            fail(new Error(`${target.name}: HTTP ${response.statusCode}`));
           else done({ firstByteMs, totalMs: performance.now() - startedAt });
         });
         response.on('error', fail);
@@ -177,13 +178,16 @@ async function main(): Promise<void> {
   const upstreamPort = await freePort();
   const gatewayPort = await freePort();
   const upstream = startProcess(['bench/upstream.ts', String(upstreamPort)], {});
-  const gateway = startProcess(['apps/gateway/src/cli.ts', 'serve', '--port', String(gatewayPort)], {
-    TOLLGATE_BACKEND_URL: `http://127.0.0.1:${upstreamPort}/v1`,
-    TOLLGATE_BACKEND_TYPE: 'openai',
-    TOLLGATE_API_KEYS: apiKey,
-    TOLLGATE_LOG_LEVEL: 'info',
-    TOLLGATE_DATA_DIR: resolve(root, '.tollgate-bench'),
-  });
+  const gateway = startProcess(
+    ['apps/gateway/src/cli.ts', 'serve', '--port', String(gatewayPort)],
+    {
+      TOLLGATE_BACKEND_URL: `http://127.0.0.1:${upstreamPort}/v1`,
+      TOLLGATE_BACKEND_TYPE: 'openai',
+      TOLLGATE_API_KEYS: apiKey,
+      TOLLGATE_LOG_LEVEL: 'info',
+      TOLLGATE_DATA_DIR: resolve(root, '.tollgate-bench'),
+    },
+  );
   const children = [upstream, gateway];
   const stop = () => {
     for (const child of children) child.kill('SIGTERM');
@@ -196,7 +200,9 @@ async function main(): Promise<void> {
       { name: 'direct', port: upstreamPort, path: '/v1/chat/completions' },
       { name: 'gateway', port: gatewayPort, path: '/v1/chat/completions' },
     ];
-    console.log(`warming up (rate ${rate}/s, ${seconds}s x ${rounds} rounds, concurrency ${concurrency})`);
+    console.log(
+      `warming up (rate ${rate}/s, ${seconds}s x ${rounds} rounds, concurrency ${concurrency})`,
+    );
     for (const target of targets) {
       await openLoop(target, false, 1);
       await openLoop(target, true, 1);
@@ -205,7 +211,7 @@ async function main(): Promise<void> {
     const results: Record<string, Record<string, Figures[]>> = { direct: {}, gateway: {} };
     const record = (target: Target, scenario: string, figures: Figures) => {
       const byScenario = results[target.name]!;
-      (byScenario[scenario] ??= []).push(figures);
+      byScenario[scenario] = [...(byScenario[scenario] ?? []), figures];
     };
     for (let round = 0; round < rounds; round++) {
       for (const target of round % 2 === 0 ? targets : [...targets].reverse()) {
@@ -222,7 +228,12 @@ async function main(): Promise<void> {
       ['stream', ['ttfb_p50', 'ttfb_p99', 'p50', 'p99']],
       ['throughput', ['rps']],
     ] as const) {
-      for (const key of keys) rows.push([`${scenario} ${key}`, medianOf('direct', scenario, key), medianOf('gateway', scenario, key)]);
+      for (const key of keys)
+        rows.push([
+          `${scenario} ${key}`,
+          medianOf('direct', scenario, key),
+          medianOf('gateway', scenario, key),
+        ]);
     }
     console.log('\nfigure                 direct    gateway    added / ratio');
     for (const [label, direct, through] of rows) {
@@ -230,10 +241,15 @@ async function main(): Promise<void> {
         ? `${((through / direct) * 100).toFixed(1)}% of direct`
         : `+${(through - direct).toFixed(3)} ms`;
       const unit = label.endsWith('rps') ? '' : ' ms';
-      console.log(`${label.padEnd(20)} ${direct.toFixed(label.endsWith('rps') ? 0 : 3).padStart(9)}${unit} ${through.toFixed(label.endsWith('rps') ? 0 : 3).padStart(9)}${unit}    ${extra}`);
+      console.log(
+        `${label.padEnd(20)} ${direct.toFixed(label.endsWith('rps') ? 0 : 3).padStart(9)}${unit} ${through.toFixed(label.endsWith('rps') ? 0 : 3).padStart(9)}${unit}    ${extra}`,
+      );
     }
     if (process.env.BENCH_JSON) {
-      writeFileSync(process.env.BENCH_JSON, `${JSON.stringify({ rate, seconds, rounds, concurrency, rows }, null, 2)}\n`);
+      writeFileSync(
+        process.env.BENCH_JSON,
+        `${JSON.stringify({ rate, seconds, rounds, concurrency, rows }, null, 2)}\n`,
+      );
     }
   } finally {
     stop();

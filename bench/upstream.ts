@@ -14,7 +14,9 @@ const completion = JSON.stringify({
   object: 'chat.completion',
   created,
   model: 'bench-model',
-  choices: [{ index: 0, message: { role: 'assistant', content: words.join(' ') }, finish_reason: 'stop' }],
+  choices: [
+    { index: 0, message: { role: 'assistant', content: words.join(' ') }, finish_reason: 'stop' },
+  ],
   usage: { prompt_tokens: 12, completion_tokens: words.length, total_tokens: 12 + words.length },
 });
 
@@ -41,7 +43,10 @@ const usageEvent = `data: ${JSON.stringify({
   choices: [],
   usage: { prompt_tokens: 12, completion_tokens: words.length, total_tokens: 12 + words.length },
 })}\n\n`;
-const models = JSON.stringify({ object: 'list', data: [{ id: 'bench-model', object: 'model', created, owned_by: 'bench' }] });
+const models = JSON.stringify({
+  object: 'list',
+  data: [{ id: 'bench-model', object: 'model', created, owned_by: 'bench' }],
+});
 
 const server = createServer((request, response) => {
   if (request.method === 'GET') {

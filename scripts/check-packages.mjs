@@ -88,7 +88,6 @@ function run(command, commandArgs, options = {}) {
  * version in the root packageManager field, through npx (pnpm need not be on PATH).
  */
 function pnpmCommand() {
-  // biome-ignore lint/suspicious/noUndeclaredEnvVars: a plain script, never a turbo task.
   const execPath = process.env.npm_execpath;
   if (execPath && /pnpm/i.test(execPath) && existsSync(execPath) && /\.(c?js)$/.test(execPath)) {
     return [process.execPath, [execPath]];

@@ -231,7 +231,8 @@ describe.each([
     for (const [index, entry] of decoded.data.entries()) {
       const expected = floats.data[index]!.embedding;
       expect(entry.embedding).toHaveLength(expected.length);
-      entry.embedding.forEach((value, at) => expect(value).toBeCloseTo(expected[at]!, 5));
+      for (const [at, value] of entry.embedding.entries())
+        expect(value).toBeCloseTo(expected[at]!, 5);
     }
   });
 

@@ -5,10 +5,21 @@
  * the server speaks underneath. The router decides which backend serves a request; the
  * backend only talks to its server.
  */
-import type { ChatCompletionRequest, CompletionRequest, EmbeddingRequest } from '@tollgate/protocol';
+import type {
+  ChatCompletionRequest,
+  CompletionRequest,
+  EmbeddingRequest,
+} from '@tollgate/protocol';
 
 /** The kinds of server Tollgate knows. `openai` is any OpenAI-compatible server. */
-export type BackendKind = 'openai' | 'ollama' | 'llama-server' | 'vllm' | 'lm-studio' | 'mlx' | 'llamacpp';
+export type BackendKind =
+  | 'openai'
+  | 'ollama'
+  | 'llama-server'
+  | 'vllm'
+  | 'lm-studio'
+  | 'mlx'
+  | 'llamacpp';
 
 /** A model a backend serves. */
 export interface BackendModel {

@@ -6,8 +6,14 @@
  * model names to backends with aliases, least-in-flight balancing, failover before the first
  * byte, a health watchdog and per-model concurrency limits with a bounded queue.
  */
-export type { Backend, BackendCallOptions, BackendHealth, BackendKind, BackendModel } from './backend.js';
-export { createBackend, type BackendConfig } from './create-backend.js';
+export type {
+  Backend,
+  BackendCallOptions,
+  BackendHealth,
+  BackendKind,
+  BackendModel,
+} from './backend.js';
+export { type BackendConfig, createBackend } from './create-backend.js';
 export { createOllama, type OllamaOptions } from './ollama.js';
 export { createOpenAICompatible, type OpenAICompatibleOptions } from './openai-compatible.js';
 export {

@@ -410,7 +410,9 @@ function embeddings(exchange: FakeExchange): void {
       return {
         object: 'embedding',
         index,
-        embedding: base64 ? Buffer.from(new Float32Array(vector).buffer).toString('base64') : vector,
+        embedding: base64
+          ? Buffer.from(new Float32Array(vector).buffer).toString('base64')
+          : vector,
       };
     }),
     model: body.model,
