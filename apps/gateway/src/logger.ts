@@ -1,5 +1,5 @@
 /**
- * The gateway's logger: pino, one JSON object per line, secrets redacted wherever they sit.
+ * The gateway's logger: pino, one JSON object per line, secrets redacted where they would sit.
  */
 import { type DestinationStream, type Logger, pino } from 'pino';
 import type { LogLevel } from './config.js';
@@ -15,8 +15,11 @@ export interface CreateLoggerOptions {
   destination?: DestinationStream;
 }
 
-// Field names that may carry a secret, at the top level and inside objects such as
-// `headers` or `config`; pino's wildcard covers one level, so the likely depths are listed.
+// Field names that may carry a secret. The gateway keeps them out of its log lines by
+// construction (it never logs headers, bodies or configuration objects); redaction is the
+// last line of defence, at the top level and under `headers`. Exact paths only: pino's
+// wildcard paths (`*.authorization`) cost over 100 µs on every line, more than the rest of
+// a request through the gateway, while exact ones cost next to nothing.
 const SECRET_FIELDS = [
   'authorization',
   'x-api-key',
@@ -30,14 +33,14 @@ const SECRET_FIELDS = [
 ];
 const REDACT_PATHS = SECRET_FIELDS.flatMap((field) => {
   const key = /^[A-Za-z_$][\w$]*$/.test(field) ? field : `["${field}"]`;
-  const join = (prefix: string) => (key.startsWith('[') ? `${prefix}${key}` : `${prefix}.${key}`);
-  return [key, join('*'), join('*.*'), join('*.*.*'), join('headers'), join('*.headers')];
+  return [key, key.startsWith('[') ? `headers${key}` : `headers.${key}`];
 });
 
 /**
  * Creates the gateway's logger. Every line is JSON with `level`, `time` and `msg`; values
- * under `authorization`, `x-api-key`, `cookie` and `api_key` (and similar) print as
- * `[redacted]`, as a last line of defence: the gateway never logs them on purpose.
+ * of `authorization`, `x-api-key`, `cookie` and `api_key` (and similar) at the top level of
+ * a line or under its `headers` print as `[redacted]`, as a last line of defence: the
+ * gateway never logs them on purpose.
  *
  * @example
  * ```ts
