@@ -8,6 +8,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import type { BackendKind } from '@tollgate/backends';
+import { formatIssuePath } from '@tollgate/protocol';
 import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
 
@@ -546,15 +547,6 @@ function numberOrText(raw: string): number | string {
   return /^-?\d+(\.\d+)?$/.test(raw.trim()) ? Number(raw.trim()) : raw;
 }
 
-function pathOf(path: ReadonlyArray<PropertyKey>): string {
-  let out = '';
-  for (const segment of path) {
-    if (typeof segment === 'number') out += `[${segment}]`;
-    else out += out ? `.${String(segment)}` : String(segment);
-  }
-  return out;
-}
-
 function sourceOf(
   path: string,
   sources: Map<string, string>,
@@ -579,7 +571,7 @@ function describeIssue(
   sources: Map<string, string>,
   fileLabel: string | undefined,
 ): string[] {
-  const path = pathOf(issue.path);
+  const path = formatIssuePath(issue.path);
   if (issue.code === 'unrecognized_keys') {
     const known = knownKeys(issue.path);
     return issue.keys.map((key) => {

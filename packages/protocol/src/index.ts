@@ -30,6 +30,7 @@ export {
   ContentPartSchema,
   type EmbeddingRequest,
   EmbeddingRequestSchema,
+  formatIssuePath,
   type Model,
   type ModelList,
   ModelListSchema,

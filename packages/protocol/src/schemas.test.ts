@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   ChatCompletionRequestSchema,
+  formatIssuePath,
   isTollgateError,
   ModelListSchema,
   type Operation,
@@ -315,5 +316,15 @@ describe('parseOperationRequest: errors', () => {
     });
     expect(parsed.messages).toHaveLength(6);
     expect(parsed.messages[2]!.tool_calls![0]!.function.name).toBe('f');
+  });
+});
+
+describe('formatIssuePath', () => {
+  it('behavior: spells paths as OpenAI names request fields', () => {
+    expect(formatIssuePath(['messages', 0, 'content', 1, 'type'])).toBe(
+      'messages[0].content[1].type',
+    );
+    expect(formatIssuePath([])).toBe('');
+    expect(formatIssuePath([2, 'x'])).toBe('[2].x');
   });
 });

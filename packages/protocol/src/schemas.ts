@@ -189,7 +189,16 @@ export interface ChatCompletionChunk {
   [key: string]: unknown;
 }
 
-function pathOf(path: ReadonlyArray<PropertyKey>): string {
+/**
+ * Spells a validation issue's path the way OpenAI names request fields in `param`:
+ * `messages[0].content`.
+ *
+ * @example
+ * ```ts
+ * formatIssuePath(['messages', 0, 'role']); // 'messages[0].role'
+ * ```
+ */
+export function formatIssuePath(path: ReadonlyArray<PropertyKey>): string {
   let out = '';
   for (const segment of path) {
     if (typeof segment === 'number') out += `[${segment}]`;
@@ -217,7 +226,7 @@ export function parseOperationRequest<O extends Operation>(
   const result = operationSchemas[operation].safeParse(body);
   if (result.success) return result.data as OperationRequest[O];
   const issue = deepestIssue(result.error.issues[0]!);
-  const param = pathOf(issue.path);
+  const param = formatIssuePath(issue.path);
   if (valueAt(body, issue.path) === undefined) {
     // OpenAI's own wording, which clients and their users already know.
     if (param === 'model') {
