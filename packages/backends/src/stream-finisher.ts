@@ -9,7 +9,7 @@
  * boundary.
  */
 import {
-  createUsageTap,
+  createUsageScanner,
   encodeSseEvent,
   errorEnvelope,
   isTollgateError,
@@ -81,9 +81,9 @@ export interface BodyRelay {
 export function createBodyRelay(options: BodyRelayOptions): BodyRelay {
   const { reader, format, onEnd } = options;
   let first = options.first;
-  const tap = format === 'raw' ? undefined : createUsageTap({ format });
-  const tapWriter = tap?.writable.getWriter();
-  const tapReader = tap?.readable.getReader();
+  // Usage is read by plain calls as chunks pass, not by a TransformStream: a web stream costs
+  // tens of µs to create on Node, more than the rest of the relay per request.
+  const tap = format === 'raw' ? undefined : createUsageScanner({ format });
   const splitter = format === 'sse' ? createSseSplitter(options.stripUsage === true) : undefined;
 
   let ended = false;
@@ -107,26 +107,6 @@ export function createBodyRelay(options: BodyRelayOptions): BodyRelay {
     abortReason = reason;
     reader.cancel(reason).catch(noop);
     end('aborted');
-    dropTap(reason);
-  }
-
-  // The tap is a TransformStream driven by hand rather than piped, so the relay alone decides
-  // when the upstream is read, cancelled or finished. Writes are not awaited one by one (that
-  // costs a third of the throughput): a background reader drains the tap's output, and
-  // `tapQueue`, the last write, is awaited before the tap's verdict is read.
-  let tapQueue: Promise<void> | undefined;
-  if (tapReader) void drainTap(tapReader);
-
-  function feedTap(chunk: Uint8Array): void {
-    if (tapWriter) tapQueue = tapWriter.write(chunk).catch(noop);
-  }
-
-  async function closeTap(): Promise<void> {
-    if (tapWriter) await tapWriter.close().catch(noop);
-  }
-
-  function dropTap(reason: unknown): void {
-    tapWriter?.abort(reason).catch(noop);
   }
 
   function finishWithErrorEvent(
@@ -138,11 +118,8 @@ export function createBodyRelay(options: BodyRelayOptions): BodyRelay {
     end('failed', error);
   }
 
-  async function upstreamEnded(
-    controller: ReadableStreamDefaultController<Uint8Array>,
-  ): Promise<void> {
-    await closeTap();
-    if (aborted) return controller.error(abortReason);
+  function upstreamEnded(controller: ReadableStreamDefaultController<Uint8Array>): void {
+    tap?.end();
     if (splitter) {
       const rest = splitter.end();
       if (!tap?.result().complete) {
@@ -161,17 +138,15 @@ export function createBodyRelay(options: BodyRelayOptions): BodyRelay {
     end('completed');
   }
 
-  async function upstreamFailed(
+  function upstreamFailed(
     controller: ReadableStreamDefaultController<Uint8Array>,
     error: unknown,
-  ): Promise<void> {
-    await tapQueue;
+  ): void {
     if (aborted) {
       controller.error(abortReason);
     } else if (!splitter) {
       controller.error(error);
       end('failed', error);
-      dropTap(error);
     } else if (tap?.result().complete) {
       // [DONE] already went out: the caller has the whole answer.
       controller.close();
@@ -187,7 +162,6 @@ export function createBodyRelay(options: BodyRelayOptions): BodyRelay {
           { cause: error },
         ),
       );
-      dropTap(error);
     }
   }
 
@@ -224,7 +198,7 @@ export function createBodyRelay(options: BodyRelayOptions): BodyRelay {
             sawFirstByte = true;
             options.onFirstByte?.();
           }
-          feedTap(chunk);
+          tap?.push(chunk);
           const out = splitter ? splitter.push(chunk) : chunk;
           if (out) return controller.enqueue(out);
         }
@@ -237,17 +211,6 @@ export function createBodyRelay(options: BodyRelayOptions): BodyRelay {
   );
 
   return { body, abort: cancelUpstream };
-}
-
-async function drainTap(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<void> {
-  try {
-    for (;;) {
-      const { done } = await reader.read();
-      if (done) return;
-    }
-  } catch {
-    // The tap was dropped: the relay ended early.
-  }
 }
 
 /** The SSE event the finisher writes before erroring a broken stream (the OpenAI envelope). */

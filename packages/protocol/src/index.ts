@@ -48,7 +48,9 @@ export {
 } from './schemas.js';
 export { createSseDecoder, encodeSseEvent, SSE_DONE, type SseEvent } from './sse.js';
 export {
+  createUsageScanner,
   createUsageTap,
+  type UsageScanner,
   type UsageTap,
   type UsageTapFormat,
   type UsageTapOptions,

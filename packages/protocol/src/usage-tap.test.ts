@@ -1,6 +1,12 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { createUsageTap, encodeSseEvent, type Usage, type UsageTapOptions } from './index.js';
+import {
+  createUsageScanner,
+  createUsageTap,
+  encodeSseEvent,
+  type Usage,
+  type UsageTapOptions,
+} from './index.js';
 import { bytewise, collect, concatBytes, splitAt, streamOf, utf8 } from './test-streams.js';
 
 /** Pipes chunks through a new tap; returns the bytes out, the result, and every onUsage call. */
@@ -310,5 +316,54 @@ describe('createUsageTap: JSON', () => {
   it('behavior: a usage of the wrong shape is ignored', async () => {
     const { result } = await tap({ format: 'json' }, [utf8('{"usage":{"prompt_tokens":-1}}')]);
     expect(result.usage).toBeUndefined();
+  });
+});
+
+describe('createUsageScanner', () => {
+  it('behavior: (property) the same result as the tap, for any chunking of usage bodies', async () => {
+    const bodies = [utf8(sseBody), utf8(JSON.stringify({ id: 'x', usage })), utf8('junk')];
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom(...bodies),
+        fc.array(fc.nat(), { maxLength: 10 }),
+        fc.constantFrom<'sse' | 'json'>('sse', 'json'),
+        fc.integer({ min: 1, max: 64 }),
+        async (body, cuts, format, windowBytes) => {
+          const chunks = splitAt(body, cuts).filter((part) => part.byteLength > 0);
+          const seen: Usage[] = [];
+          const scanner = createUsageScanner({
+            format,
+            windowBytes,
+            onUsage: (found) => seen.push(found),
+          });
+          for (const part of chunks) scanner.push(part);
+          scanner.end();
+          const viaTap = await tap({ format, windowBytes }, chunks);
+          expect(scanner.result()).toEqual(viaTap.result);
+          expect(seen).toEqual(viaTap.seen);
+        },
+      ),
+    );
+  });
+
+  it('behavior: reads SSE usage and [DONE] without any stream', () => {
+    const scanner = createUsageScanner({ format: 'sse' });
+    for (const part of bytewise(utf8(sseBody))) scanner.push(part);
+    expect(scanner.result().complete).toBe(true);
+    scanner.end();
+    expect(scanner.result()).toEqual({ usage, complete: true, bytes: utf8(sseBody).byteLength });
+  });
+
+  it('behavior: pushes after end are ignored', () => {
+    const scanner = createUsageScanner({ format: 'json' });
+    scanner.push(utf8(JSON.stringify({ usage })));
+    scanner.end();
+    scanner.push(utf8('more'));
+    scanner.end();
+    expect(scanner.result()).toMatchObject({ usage, complete: true });
+  });
+
+  it('error: a windowBytes that is not a positive integer', () => {
+    expect(() => createUsageScanner({ format: 'json', windowBytes: 0 })).toThrow(RangeError);
   });
 });

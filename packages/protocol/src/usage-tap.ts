@@ -57,6 +57,62 @@ function toUsage(value: unknown): Usage | undefined {
 }
 
 /**
+ * What a usage tap does, without the stream around it: push each chunk of the body as it
+ * passes, call `end()` when the body has ended, then read `result()`. For code that already
+ * owns the loop over a body (a relay that reads the upstream itself) and would otherwise pay
+ * for a TransformStream per body.
+ */
+export interface UsageScanner {
+  /** Looks at one chunk of the body. The chunk is not kept beyond what the JSON window needs. */
+  push(chunk: Uint8Array): void;
+  /** The body has ended: reads what was held back. Call once; pushes after it are ignored. */
+  end(): void;
+  /** What was seen so far; final once `end()` has been called. */
+  result(): UsageTapResult;
+}
+
+/**
+ * Creates a usage scanner: the logic of {@link createUsageTap} as plain calls.
+ *
+ * @throws {RangeError} when `windowBytes` is not a positive integer.
+ * @example
+ * ```ts
+ * const scanner = createUsageScanner({ format: 'json' });
+ * scanner.push(new TextEncoder().encode('{"usage":{"prompt_tokens":3,"total_tokens":3}}'));
+ * scanner.end();
+ * scanner.result().usage; // { prompt_tokens: 3, total_tokens: 3 }
+ * ```
+ */
+export function createUsageScanner(options: UsageTapOptions): UsageScanner {
+  const windowBytes = options.windowBytes ?? 65536;
+  if (!Number.isSafeInteger(windowBytes) || windowBytes < 1) {
+    throw new RangeError(`windowBytes must be a positive integer, got ${String(windowBytes)}.`);
+  }
+  const state: UsageTapResult = { usage: undefined, complete: false, bytes: 0 };
+  const found = (usage: Usage | undefined) => {
+    if (!usage) return;
+    state.usage = usage;
+    options.onUsage?.(usage);
+  };
+  const scanner =
+    options.format === 'sse' ? sseScanner(state, found) : jsonScanner(state, found, windowBytes);
+  let ended = false;
+  return {
+    push(chunk) {
+      if (ended) return;
+      state.bytes += chunk.byteLength;
+      scanner.push(chunk);
+    },
+    end() {
+      if (ended) return;
+      ended = true;
+      scanner.end();
+    },
+    result: () => ({ ...state }),
+  };
+}
+
+/**
  * Creates a usage tap.
  *
  * @throws {RangeError} when `windowBytes` is not a positive integer.
@@ -69,30 +125,30 @@ function toUsage(value: unknown): Usage | undefined {
  * ```
  */
 export function createUsageTap(options: UsageTapOptions): UsageTap {
-  const windowBytes = options.windowBytes ?? 65536;
-  if (!Number.isSafeInteger(windowBytes) || windowBytes < 1) {
-    throw new RangeError(`windowBytes must be a positive integer, got ${String(windowBytes)}.`);
-  }
-  const state: UsageTapResult = { usage: undefined, complete: false, bytes: 0 };
-  const found = (usage: Usage | undefined) => {
-    if (!usage) return;
-    state.usage = usage;
-    options.onUsage?.(usage);
-  };
-  const transformer =
-    options.format === 'sse'
-      ? sseTransformer(state, found)
-      : jsonTransformer(state, found, windowBytes);
-  const stream = new TransformStream<Uint8Array, Uint8Array>(transformer) as UsageTap;
-  stream.result = () => ({ ...state });
+  const scanner = createUsageScanner(options);
+  const stream = new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      controller.enqueue(chunk);
+      scanner.push(chunk);
+    },
+    flush() {
+      scanner.end();
+    },
+  }) as UsageTap;
+  stream.result = scanner.result;
   return stream;
 }
 
-function sseTransformer(
+interface ChunkScanner {
+  push(chunk: Uint8Array): void;
+  end(): void;
+}
+
+function sseScanner(
   state: UsageTapResult,
   found: (usage: Usage | undefined) => void,
-): Transformer<Uint8Array, Uint8Array> {
-  const reader = createSseByteReader((event) => {
+): ChunkScanner {
+  return createSseByteReader((event) => {
     if (event.data === SSE_DONE) {
       state.complete = true;
       return;
@@ -106,23 +162,13 @@ function sseTransformer(
       // Not JSON: not ours to judge; the bytes pass on regardless.
     }
   });
-  return {
-    transform(chunk, controller) {
-      state.bytes += chunk.byteLength;
-      controller.enqueue(chunk);
-      reader.push(chunk);
-    },
-    flush() {
-      reader.end();
-    },
-  };
 }
 
-function jsonTransformer(
+function jsonScanner(
   state: UsageTapResult,
   found: (usage: Usage | undefined) => void,
   windowBytes: number,
-): Transformer<Uint8Array, Uint8Array> {
+): ChunkScanner {
   // The head is copied, not viewed: a view would keep the whole (possibly huge) chunk it came
   // from alive. The tail holds views only until it is compacted into one copy.
   const head: Uint8Array[] = [];
@@ -130,9 +176,7 @@ function jsonTransformer(
   let tail: Uint8Array[] = [];
   let tailBytes = 0;
   return {
-    transform(chunk, controller) {
-      state.bytes += chunk.byteLength;
-      controller.enqueue(chunk);
+    push(chunk) {
       if (headBytes < windowBytes) {
         const take = chunk.slice(0, windowBytes - headBytes);
         head.push(take);
@@ -148,7 +192,7 @@ function jsonTransformer(
         tailBytes = windowBytes;
       }
     },
-    flush() {
+    end() {
       const decoder = new TextDecoder();
       if (headBytes + tailBytes === state.bytes) {
         // Nothing was dropped between head and tail: the whole body is here, so parse it
