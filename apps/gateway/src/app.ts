@@ -83,6 +83,12 @@ const UPSTREAM_ONLY_HEADERS = [
 
 const SANE_REQUEST_ID = /^[A-Za-z0-9._:+/=-]{1,128}$/;
 
+/**
+ * Largest non-streamed answer read whole before it is sent, in bytes (a big embeddings batch
+ * can be larger; the rest of such a body is streamed on).
+ */
+const MAX_BUFFERED_BODY_BYTES = 8 * 1024 * 1024;
+
 /** Status logged and settled when the caller went away before an answer (nginx's convention). */
 const CLIENT_CLOSED_REQUEST = 499;
 
@@ -120,7 +126,15 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
     c.set('logger', logger.child({ requestId }));
     c.set('signal', c.req.raw.signal);
     await next();
-    c.header('x-request-id', requestId);
+    // Set on the answer itself: after the handler, c.header() rebuilds the response around
+    // `response.body`, which turns a string or byte body into a web stream and costs
+    // @hono/node-server its single-write path. Headers of a fetched Response are immutable;
+    // only those go the long way.
+    try {
+      c.res.headers.set('x-request-id', requestId);
+    } catch {
+      c.header('x-request-id', requestId);
+    }
   });
 
   app.use('*', async function accessLog(c, next) {
@@ -269,7 +283,7 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
       void result.outcome.then(settle, (error: unknown) =>
         settle({ status: 'failed', httpStatus: result.response.status, error }),
       );
-      return toClientResponse(result.response, admission.headers, (error) =>
+      return await toClientResponse(result.response, admission.headers, (error) =>
         cutConnection(c, error),
       );
     };
@@ -399,29 +413,61 @@ async function readJsonBody(request: Request): Promise<unknown> {
   }
 }
 
-function toClientResponse(
+async function toClientResponse(
   response: Response,
   extraHeaders: Record<string, string>,
   onBodyError: (error: unknown) => boolean,
-): Response {
+): Promise<Response> {
   const headers = new Headers(response.headers);
   for (const name of UPSTREAM_ONLY_HEADERS) headers.delete(name);
   for (const [name, value] of Object.entries(extraHeaders)) headers.set(name, value);
+  const init = { status: response.status, statusText: response.statusText, headers };
+  const nullBody = response.status === 204 || response.status === 205 || response.status === 304;
+  if (nullBody || !response.body) return new Response(null, init);
   if (headers.get('content-type')?.toLowerCase().includes('text/event-stream')) {
     // Hono's own stream helpers do the same: it tells @hono/node-server to send the headers at
     // once instead of first reading what the body already holds. A stream that breaks early
     // then still reaches the caller as a started 200 stream that fails (what SDKs report as a
     // stream error), not as a dropped connection that they would retry.
     headers.set('transfer-encoding', 'chunked');
+    // A stream is handed on chunk by chunk, never read whole here.
+    return new Response(guardBody(response.body.getReader(), [], onBodyError), init);
   }
-  const nullBody = response.status === 204 || response.status === 205 || response.status === 304;
-  // The body is handed on as a stream, chunk by chunk, never read whole here.
-  const body = nullBody || !response.body ? null : guardBody(response.body, onBodyError);
-  return new Response(body, {
-    status: response.status,
-    statusText: response.statusText,
-    headers,
-  });
+  // Anything else is one bounded answer (a completion, embeddings, an error): read whole, it
+  // leaves as one write with a content-length instead of headers, a chunk and a terminator.
+  // A body larger than the bound, or one that breaks, is streamed on as it is (what was read
+  // first, then the rest or the error).
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      size += value.byteLength;
+      if (size > MAX_BUFFERED_BODY_BYTES) {
+        return new Response(guardBody(reader, chunks, onBodyError), init);
+      }
+    }
+  } catch {
+    // The reader keeps rejecting with the same error, which the guarded stream then meets
+    // after the bytes that came before it.
+    return new Response(guardBody(reader, chunks, onBodyError), init);
+  }
+  return new Response(concatBytes(chunks, size), init);
+}
+
+function concatBytes(chunks: Uint8Array[], size: number): Uint8Array<ArrayBuffer> {
+  // Body chunks are never views of a SharedArrayBuffer.
+  if (chunks.length === 1) return chunks[0] as Uint8Array<ArrayBuffer>;
+  const out = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return out;
 }
 
 /**
@@ -430,13 +476,25 @@ function toClientResponse(
  * caller sees a broken response, never a silently truncated one.
  */
 function guardBody(
-  body: ReadableStream<Uint8Array>,
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  first: Uint8Array[],
   onError: (error: unknown) => boolean,
 ): ReadableStream<Uint8Array> {
-  const reader = body.getReader();
+  let pending = first.length > 0 ? first : undefined;
   return new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
+        if (pending) {
+          // What was read before the body was handed on goes out first, in one chunk.
+          controller.enqueue(
+            concatBytes(
+              pending,
+              pending.reduce((sum, part) => sum + part.byteLength, 0),
+            ),
+          );
+          pending = undefined;
+          return;
+        }
         let chunk: ReadableStreamReadResult<Uint8Array>;
         try {
           chunk = await reader.read();
