@@ -580,6 +580,75 @@ describe('dispatch', () => {
   });
 });
 
+describe('answer bodies', () => {
+  const encoder = new TextEncoder();
+
+  function streamed(parts: Array<string | Error>, contentType = 'application/json'): Dispatch {
+    return async () => {
+      let index = 0;
+      const body = new ReadableStream<Uint8Array>({
+        pull(controller) {
+          const part = parts[index++];
+          if (part === undefined) controller.close();
+          else if (part instanceof Error) controller.error(part);
+          else controller.enqueue(encoder.encode(part));
+        },
+      });
+      return completed(new Response(body, { headers: { 'content-type': contentType } }));
+    };
+  }
+
+  it('behavior: a non-streamed answer in several chunks arrives whole and unchanged', async () => {
+    const { app } = setup({ dispatch: streamed(['{"id":', '"x","choices"', ':[]}']) });
+    const response = await app.request(post('/v1/chat/completions', chatBody));
+    expect(response.status).toBe(200);
+    expect(await response.text()).toBe('{"id":"x","choices":[]}');
+  });
+
+  it('error: a non-streamed answer that breaks mid-way fails the response, it does not end short', async () => {
+    const { app } = setup({ dispatch: streamed(['{"id":"x",', new Error('upstream died')]) });
+    const response = await app.request(post('/v1/chat/completions', chatBody));
+    await expect(response.text()).rejects.toThrow();
+  });
+
+  it('behavior: an answer larger than the read-whole bound is streamed on, byte for byte', async () => {
+    const piece = 'x'.repeat(1024 * 1024);
+    const parts = ['[', ...Array.from({ length: 9 }, () => `"${piece}",`), '""]'];
+    const { app } = setup({ dispatch: streamed(parts) });
+    const response = await app.request(post('/v1/chat/completions', chatBody));
+    const text = await response.text();
+    expect(text).toBe(parts.join(''));
+  });
+
+  it('behavior: an event stream is handed on chunk by chunk, before it has ended', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const { app } = setup({
+      dispatch: async () => {
+        let sent = 0;
+        const body = new ReadableStream<Uint8Array>({
+          async pull(controller) {
+            if (sent++ === 0) return controller.enqueue(encoder.encode('data: one\n\n'));
+            await gate;
+            controller.enqueue(encoder.encode('data: [DONE]\n\n'));
+            controller.close();
+          },
+        });
+        return completed(new Response(body, { headers: { 'content-type': 'text/event-stream' } }), {
+          streamed: true,
+        });
+      },
+    });
+    const response = await app.request(post('/v1/chat/completions', { ...chatBody, stream: true }));
+    const reader = response.body!.getReader();
+    expect(new TextDecoder().decode((await reader.read()).value)).toBe('data: one\n\n');
+    release();
+    expect(new TextDecoder().decode((await reader.read()).value)).toBe('data: [DONE]\n\n');
+  });
+});
+
 describe('access log', () => {
   it('behavior: one line per request with the request id, status and usage, never the key', async () => {
     const { app, log } = setup();

@@ -356,6 +356,25 @@ describe('the gateway over a real socket', () => {
     expect(line.outcome).toBe('aborted');
   });
 
+  it('behavior: a completion leaves with a content-length, a stream chunked', async () => {
+    const { raw } = await harness();
+    const request = (stream: boolean) =>
+      raw('/v1/chat/completions', {
+        method: 'POST',
+        headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'fake-model', messages: PROMPT, stream }),
+      });
+    const plain = await request(false);
+    const text = await plain.text();
+    expect(plain.headers.get('content-length')).toBe(String(Buffer.byteLength(text)));
+    expect(plain.headers.get('transfer-encoding')).toBeNull();
+    expect(plain.headers.get('x-request-id')).toBeTruthy();
+    const streamed = await request(true);
+    expect(streamed.headers.get('transfer-encoding')).toBe('chunked');
+    expect(streamed.headers.get('content-length')).toBeNull();
+    expect(await streamed.text()).toContain('data: [DONE]');
+  });
+
   it('behavior: /health and /health/ready', async () => {
     const { raw } = await harness();
     expect((await raw('/health')).status).toBe(200);
