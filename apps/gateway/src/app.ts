@@ -418,9 +418,16 @@ async function toClientResponse(
   extraHeaders: Record<string, string>,
   onBodyError: (error: unknown) => boolean,
 ): Promise<Response> {
-  const headers = new Headers(response.headers);
-  for (const name of UPSTREAM_ONLY_HEADERS) headers.delete(name);
-  for (const [name, value] of Object.entries(extraHeaders)) headers.set(name, value);
+  let headers = response.headers;
+  try {
+    // The router's response is ours to hand on: edit its headers rather than copy them.
+    for (const name of UPSTREAM_ONLY_HEADERS) headers.delete(name);
+  } catch {
+    // Immutable (a fetch Response passed through as it came): copy.
+    headers = new Headers(headers);
+    for (const name of UPSTREAM_ONLY_HEADERS) headers.delete(name);
+  }
+  for (const name in extraHeaders) headers.set(name, extraHeaders[name]!);
   const init = { status: response.status, statusText: response.statusText, headers };
   const nullBody = response.status === 204 || response.status === 205 || response.status === 304;
   if (nullBody || !response.body) return new Response(null, init);

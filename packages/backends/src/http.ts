@@ -287,7 +287,16 @@ const hopHeaders = [
  * upstream request. @internal
  */
 export function passThroughResponse(upstream: Response): Response {
-  const headers = new Headers(upstream.headers);
+  let headers: Headers = upstream.headers;
+  try {
+    // The adapter owns this response: editing its headers saves a copy of them and a second
+    // Response around the same body.
+    for (const name of hopHeaders) headers.delete(name);
+    return upstream;
+  } catch {
+    // A fetch Response's headers are immutable: copy them.
+  }
+  headers = new Headers(headers);
   for (const name of hopHeaders) headers.delete(name);
   return new Response(upstream.body, {
     status: upstream.status,
