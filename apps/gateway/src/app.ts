@@ -255,9 +255,16 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
       });
       const settle = (outcome: SettleOutcome) => settleQuietly(admission, outcome, requestLogger);
       const started = performance.now();
+      let handedOn = false;
       let result: Awaited<ReturnType<Router['dispatch']>>;
       try {
-        result = await router.dispatch(operation, request, { signal, requestId });
+        result = await router.dispatch(operation, request, {
+          signal,
+          requestId,
+          // Only once the body streams to the caller: while it is still being read here, its
+          // failure must reach this handler as an error.
+          onBodyError: (error) => handedOn && cutConnection(c, error),
+        });
       } catch (error) {
         if (signal.aborted) {
           // The caller left while we waited (queued, or before the upstream answered).
@@ -283,9 +290,12 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
       void result.outcome.then(settle, (error: unknown) =>
         settle({ status: 'failed', httpStatus: result.response.status, error }),
       );
-      return await toClientResponse(result.response, admission.headers, (error) =>
-        cutConnection(c, error),
-      );
+      return await toClientResponse(result.response, admission.headers, {
+        onBodyError: (error) => cutConnection(c, error),
+        handOn: () => {
+          handedOn = true;
+        },
+      });
     };
 
   app.post('/v1/chat/completions', authenticate, inference('chat.completions'));
@@ -413,11 +423,23 @@ async function readJsonBody(request: Request): Promise<unknown> {
   }
 }
 
+/** How {@link toClientResponse} ends a body that breaks after the answer has started. */
+interface BodyDelivery {
+  /** Cuts the caller's connection (returning true), or lets the error reach the server. */
+  onBodyError: (error: unknown) => boolean;
+  /**
+   * The router's body goes to the server as it is: from now on the router ends it through
+   * `DispatchOptions.onBodyError`.
+   */
+  handOn: () => void;
+}
+
 async function toClientResponse(
   response: Response,
   extraHeaders: Record<string, string>,
-  onBodyError: (error: unknown) => boolean,
+  delivery: BodyDelivery,
 ): Promise<Response> {
+  const { onBodyError } = delivery;
   let headers = response.headers;
   try {
     // The router's response is ours to hand on: edit its headers rather than copy them.
@@ -437,8 +459,11 @@ async function toClientResponse(
     // then still reaches the caller as a started 200 stream that fails (what SDKs report as a
     // stream error), not as a dropped connection that they would retry.
     headers.set('transfer-encoding', 'chunked');
-    // A stream is handed on chunk by chunk, never read whole here.
-    return new Response(guardBody(response.body.getReader(), [], onBodyError), init);
+    // A stream is handed on chunk by chunk, never read whole here, and as the router's own
+    // stream: one web stream less per request and per chunk than wrapping it to catch its
+    // error, which the router reports through onBodyError instead.
+    delivery.handOn();
+    return new Response(response.body, init);
   }
   // Anything else is one bounded answer (a completion, embeddings, an error): read whole, it
   // leaves as one write with a content-length instead of headers, a chunk and a terminator.

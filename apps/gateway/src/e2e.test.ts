@@ -248,7 +248,7 @@ describe.each([
   });
 
   it('error: an upstream dying mid-stream makes the stream throw, not end quietly', async () => {
-    const { client } = await harness({
+    const { client, gateway } = await harness({
       openai: { failAfterChunks: 3, reply: 'one two three four five six seven eight' },
       ollama: { failAfterChunks: 3, reply: 'one two three four five six seven eight' },
     });
@@ -261,6 +261,11 @@ describe.each([
     const consoleError = vi.spyOn(console, 'error');
     try {
       await expect(consume()).rejects.toThrow();
+      // The SDK throws at the error event; the server ends the response just after it.
+      for (let round = 0; round < 3000 && gateway.inFlight() > 0; round++) {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      expect(gateway.inFlight()).toBe(0);
       expect(consoleError).not.toHaveBeenCalled();
     } finally {
       consoleError.mockRestore();

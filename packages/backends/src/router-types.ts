@@ -77,6 +77,15 @@ export interface DispatchOptions {
   signal: AbortSignal;
   /** Forwarded upstream as `x-request-id`. */
   requestId?: string;
+  /**
+   * Called when the response body fails after it was handed back (the upstream broke, or the
+   * caller went away), with the error the body is about to fail with. Return true when you
+   * have cut the caller's connection yourself: the body then stays pending instead of
+   * erroring, and is cancelled once the server notices. Saves wrapping the body in another
+   * stream just to catch its error.
+   * @default undefined (the body errors)
+   */
+  onBodyError?: (error: unknown) => boolean;
 }
 
 /** How a dispatched response ended. */

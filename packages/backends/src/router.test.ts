@@ -1086,6 +1086,33 @@ describe('createRouter: streams, usage and outcome', () => {
     await settle(await r.dispatch('chat.completions', chat('m'), { signal: signal() }));
   });
 
+  it('behavior: onBodyError gets a mid-stream failure, after the error event, and may take it over', async () => {
+    const body = controlledBody();
+    body.push(chunk('x'));
+    const a = fakeBackend('a', () => sseResponse(body.stream));
+    const r = router({ backends: [{ backend: a, models: ['m'] }] });
+    const seen: unknown[] = [];
+    const result = await r.dispatch('chat.completions', chat('m', { stream: true }), {
+      signal: signal(),
+      onBodyError: (error) => {
+        seen.push(error);
+        return true;
+      },
+    });
+    const reader = result.response.body!.getReader();
+    await reader.read();
+    body.error(new TypeError('terminated'));
+    const event = await reader.read();
+    expect(decoder.decode(event.value)).toContain('upstream_stream_error');
+    const pending = reader.read();
+    await waitFor(() => seen.length === 1, 'onBodyError');
+    expect(isTollgateError(seen[0]) && seen[0].code).toBe('upstream_stream_error');
+    expect((await result.outcome).status).toBe('failed');
+    // Taken over: the body neither errors nor ends until the server cancels it.
+    await reader.cancel(new Error('connection cut'));
+    expect((await pending).done).toBe(true);
+  });
+
   it('behavior: completions and embeddings reach the matching handler', async () => {
     const a = fakeBackend('a', (_request, _options, operation) => json({ operation }));
     const r = router({ backends: [{ backend: a, models: ['m'] }] });

@@ -85,6 +85,7 @@ interface DispatchContext {
   request: OperationRequest[Operation];
   signal: AbortSignal;
   requestId: string | undefined;
+  onBodyError: ((error: unknown) => boolean) | undefined;
   streamRequested: boolean;
   includeUsage: boolean;
   startedAt: number;
@@ -522,6 +523,7 @@ export function createRouter(options: RouterOptions): Router {
       },
       onEnd,
       ...(firstChunk ? { first: firstChunk } : {}),
+      ...(context.onBodyError ? { onError: context.onBodyError } : {}),
     });
     onCallerAbort = () => {
       controller.abort(signal.reason);
@@ -611,6 +613,7 @@ export function createRouter(options: RouterOptions): Router {
         request: upstreamRequest,
         signal,
         requestId: dispatchOptions.requestId,
+        onBodyError: dispatchOptions.onBodyError,
         streamRequested: streamed.stream === true,
         includeUsage: streamed.stream_options?.include_usage === true,
         startedAt,

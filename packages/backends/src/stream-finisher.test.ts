@@ -198,4 +198,57 @@ describe('createBodyRelay', () => {
     expect(cancelledWith).toBe(reason);
     expect(ends).toEqual([{ status: 'aborted', usage: undefined }]);
   });
+  it('behavior: onError taking the failure over keeps the body pending; cancelling it still works', async () => {
+    const ends: RelayEnd[] = [];
+    const seen: unknown[] = [];
+    const failure = new Error('reset');
+    const relay = createBodyRelay({
+      reader: streamOf(['{"id":', failure]).getReader(),
+      format: 'json',
+      onEnd: (end) => ends.push(end),
+      onError: (error) => {
+        seen.push(error);
+        return true;
+      },
+    });
+    const reader = relay.body.getReader();
+    expect(decoder.decode((await reader.read()).value)).toBe('{"id":');
+    let settled = false;
+    const next = reader.read().then(
+      (result) => {
+        settled = true;
+        return result;
+      },
+      () => {
+        settled = true;
+      },
+    );
+    for (let round = 0; round < 100 && seen.length === 0; round++) {
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    expect(seen).toEqual([failure]);
+    expect(ends).toEqual([{ status: 'failed', usage: undefined, error: failure }]);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(settled).toBe(false);
+    await reader.cancel(new Error('server noticed the cut'));
+    expect(await next).toEqual({ done: true, value: undefined });
+    expect(ends).toHaveLength(1);
+  });
+
+  it('behavior: onError sees the finisher error after the error event went out; false errors the body', async () => {
+    const seen: unknown[] = [];
+    const relay = createBodyRelay({
+      reader: streamOf([`data: ${contentEvent('x')}\n\n`, new Error('reset')]).getReader(),
+      format: 'sse',
+      onEnd: () => {},
+      onError: (error) => {
+        seen.push(error);
+        return false;
+      },
+    });
+    const { text, error } = await collect(relay.body);
+    expect(text).toContain('"code":"upstream_stream_error"');
+    expect(error).toBe(seen[0]);
+    expect((error as { code?: string }).code).toBe('upstream_stream_error');
+  });
 });

@@ -55,6 +55,14 @@ export interface BodyRelayOptions {
   onFirstByte?: () => void;
   /** Called exactly once, when delivery ends in any way. */
   onEnd: (end: RelayEnd) => void;
+  /**
+   * Called with the error `body` is about to fail with (the upstream broke, or the caller went
+   * away). Returning true says the caller has cut its connection itself: `body` then stays
+   * pending instead of erroring, and the runtime cancels it once it notices. Lets a server
+   * end a broken response its own way without wrapping the body in another stream.
+   * @default undefined (the body errors)
+   */
+  onError?: (error: unknown) => boolean;
 }
 
 /** A body on its way to the caller. */
@@ -93,6 +101,16 @@ export function createBodyRelay(options: BodyRelayOptions): BodyRelay {
   // before the stream errors (erroring a stream drops whatever is still queued in it).
   let deferredError: { error: unknown } | undefined;
   let sawFirstByte = false;
+
+  /** Errors `body`, unless the caller's onError took the failure over. */
+  function fail(
+    controller: ReadableStreamDefaultController<Uint8Array>,
+    error: unknown,
+  ): Promise<void> | undefined {
+    if (options.onError?.(error)) return new Promise<void>(noop);
+    controller.error(error);
+    return undefined;
+  }
 
   function end(status: RelayEnd['status'], error?: unknown): void {
     if (ended) return;
@@ -141,13 +159,14 @@ export function createBodyRelay(options: BodyRelayOptions): BodyRelay {
   function upstreamFailed(
     controller: ReadableStreamDefaultController<Uint8Array>,
     error: unknown,
-  ): void {
-    if (aborted) {
-      controller.error(abortReason);
-    } else if (!splitter) {
-      controller.error(error);
+  ): Promise<void> | undefined {
+    if (aborted) return fail(controller, abortReason);
+    if (!splitter) {
+      const failed = fail(controller, error);
       end('failed', error);
-    } else if (tap?.result().complete) {
+      return failed;
+    }
+    if (tap?.result().complete) {
       // [DONE] already went out: the caller has the whole answer.
       controller.close();
       end('completed');
@@ -173,9 +192,9 @@ export function createBodyRelay(options: BodyRelayOptions): BodyRelay {
           // socket that flushes on the next tick, and errors the response (destroying the
           // socket) as soon as this rejects — without the wait the event would be lost.
           await new Promise((resolve) => setTimeout(resolve, 0));
-          return controller.error(deferredError.error);
+          return fail(controller, deferredError.error);
         }
-        if (aborted) return controller.error(abortReason);
+        if (aborted) return fail(controller, abortReason);
         for (;;) {
           let chunk: Uint8Array;
           if (first) {
@@ -189,7 +208,7 @@ export function createBodyRelay(options: BodyRelayOptions): BodyRelay {
               return upstreamFailed(controller, error);
             }
             // A cancel resolves the pending read as done; tell it apart from a real end.
-            if (aborted) return controller.error(abortReason);
+            if (aborted) return fail(controller, abortReason);
             if (result.done) return upstreamEnded(controller);
             chunk = result.value;
           }
