@@ -141,41 +141,47 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
     const started = performance.now();
     await next();
     const requestLogger = c.get('logger');
-    const principal = c.get('principal');
-    const line: Record<string, unknown> = {
-      method: c.req.method,
-      path: c.req.path,
-      status: c.res.status,
-      model: c.get('model'),
-      principal: principal?.id,
-    };
+    const method = c.req.method;
+    const path = c.req.path;
+    const model = c.get('model');
+    const principal = c.get('principal')?.id;
     const dispatch = c.get('dispatch');
     if (!dispatch) {
+      const line: Record<string, unknown> = {
+        method,
+        path,
+        status: c.res.status,
+        model,
+        principal,
+      };
       const outcome = c.get('outcome');
       if (outcome) {
         line.status = outcome.httpStatus;
         line.outcome = outcome.status;
       }
-      requestLogger.info(
-        { ...line, durationMs: Math.round(performance.now() - started) },
-        'request',
-      );
+      line.durationMs = Math.round(performance.now() - started);
+      requestLogger.info(line, 'request');
       return;
     }
-    // A streamed body is still flowing: the line is written when it has ended.
+    // A streamed body is still flowing: the line is written when it has ended. The line is
+    // one literal (no spread of a partial line): it is built on every request.
     void dispatch.outcome.then(
       (outcome) => {
+        const usage = outcome.usage;
         requestLogger.info(
           {
-            ...line,
+            method,
+            path,
             status: outcome.httpStatus,
+            model,
+            principal,
             backend: dispatch.backend,
             upstreamModel: dispatch.model,
             outcome: outcome.status,
             streamed: outcome.streamed,
-            promptTokens: outcome.usage?.prompt_tokens,
-            completionTokens: outcome.usage?.completion_tokens,
-            totalTokens: outcome.usage?.total_tokens,
+            promptTokens: usage?.prompt_tokens,
+            completionTokens: usage?.completion_tokens,
+            totalTokens: usage?.total_tokens,
             firstByteMs: outcome.firstByteMs,
             error: outcome.error === undefined ? undefined : describeError(outcome.error),
             durationMs: Math.round(performance.now() - started),

@@ -175,6 +175,33 @@ describe('tollgate CLI', { timeout: 60_000 }, () => {
     expect(result.stderr()).toContain('SIGTERM received');
   });
 
+  it('behavior: log lines written up to the exit all reach standard output', async () => {
+    const upstream = await fake();
+    const result = run(['serve', '--port', '0'], {
+      env: {
+        TOLLGATE_BACKEND_URL: upstream.baseURL,
+        TOLLGATE_API_KEYS: 'sk-cli-test',
+        TOLLGATE_LOG_LEVEL: 'info',
+      },
+    });
+    const [, url] = await result.waitForStderr(/listening on (http:\/\/\S+) /);
+    const response = await fetch(`${url}/v1/models`, {
+      headers: { authorization: 'Bearer sk-cli-test', 'x-request-id': 'cli-log-1' },
+    });
+    expect(response.status).toBe(200);
+    result.child.kill('SIGTERM');
+    expect(await result.exit).toBe(0);
+    const lines = result
+      .stdout()
+      .split('\n')
+      .filter((line) => line.trim() !== '')
+      .map((line) => JSON.parse(line) as { msg?: string; requestId?: string });
+    expect(lines.some((line) => line.msg === 'request' && line.requestId === 'cli-log-1')).toBe(
+      true,
+    );
+    expect(lines.at(-1)?.msg).toBe('gateway stopped');
+  });
+
   it('behavior: with no backend it still starts, says what to do, and is not ready', async () => {
     const result = run(['serve', '--port', '0']);
     const [, url] = await result.waitForStderr(/listening on (http:\/\/\S+) /);
