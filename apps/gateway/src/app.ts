@@ -163,32 +163,36 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
       requestLogger.info(line, 'request');
       return;
     }
-    // A streamed body is still flowing: the line is written when it has ended. The line is
-    // one literal (no spread of a partial line): it is built on every request.
+    // A streamed body is still flowing: the line is written when it has ended. A body read
+    // whole ends before the answer is written, so the line waits for the next turn of the
+    // event loop: serializing and writing it is not on the answer's path. The line is one
+    // literal (no spread of a partial line): it is built on every request.
+    const { backend, model: upstreamModel } = dispatch;
+    const writeLine = (outcome: DispatchOutcome): void => {
+      const usage = outcome.usage;
+      requestLogger.info(
+        {
+          method,
+          path,
+          status: outcome.httpStatus,
+          model,
+          principal,
+          backend,
+          upstreamModel,
+          outcome: outcome.status,
+          streamed: outcome.streamed,
+          promptTokens: usage?.prompt_tokens,
+          completionTokens: usage?.completion_tokens,
+          totalTokens: usage?.total_tokens,
+          firstByteMs: outcome.firstByteMs,
+          error: outcome.error === undefined ? undefined : describeError(outcome.error),
+          durationMs: Math.round(performance.now() - started),
+        },
+        'request',
+      );
+    };
     void dispatch.outcome.then(
-      (outcome) => {
-        const usage = outcome.usage;
-        requestLogger.info(
-          {
-            method,
-            path,
-            status: outcome.httpStatus,
-            model,
-            principal,
-            backend: dispatch.backend,
-            upstreamModel: dispatch.model,
-            outcome: outcome.status,
-            streamed: outcome.streamed,
-            promptTokens: usage?.prompt_tokens,
-            completionTokens: usage?.completion_tokens,
-            totalTokens: usage?.total_tokens,
-            firstByteMs: outcome.firstByteMs,
-            error: outcome.error === undefined ? undefined : describeError(outcome.error),
-            durationMs: Math.round(performance.now() - started),
-          },
-          'request',
-        );
-      },
+      (outcome) => setImmediate(writeLine, outcome),
       (error: unknown) =>
         requestLogger.error({ error: describeError(error) }, 'dispatch outcome rejected'),
     );
