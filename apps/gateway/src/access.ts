@@ -5,7 +5,7 @@
  * (`TOLLGATE_API_KEYS`); the tenancy package replaces it with tenants, hashed keys in a
  * store, limits and reserve-then-settle admission, without the routes changing.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { hash, timingSafeEqual } from 'node:crypto';
 import type { DispatchOutcome } from '@tollgate/backends';
 import { type Operation, type OperationRequest, TollgateError } from '@tollgate/protocol';
 import { ConfigError } from './config.js';
@@ -59,7 +59,8 @@ export interface AccessControl {
 const noAdmission: Admission = Object.freeze({ headers: {}, settle: async () => {} });
 
 function sha256(value: string): Buffer {
-  return createHash('sha256').update(value, 'utf8').digest();
+  // One-shot hashing: no Hash object (and native handle) per request.
+  return hash('sha256', value, 'buffer');
 }
 
 /** Reads the key from `Authorization: Bearer <key>` or `x-api-key: <key>`. */

@@ -43,14 +43,20 @@ export interface UsageTap extends TransformStream<Uint8Array, Uint8Array> {
   result(): UsageTapResult;
 }
 
+/** Decodes whole bodies (no streaming state, so one decoder serves every tap). */
+const wholeDecoder = new TextDecoder();
+
 function toUsage(value: unknown): Usage | undefined {
   if (value && typeof value === 'object' && !Array.isArray(value)) {
     // Some servers send `"completion_tokens": null` (embeddings); read that as absent rather
-    // than losing the whole usage.
-    const record = { ...(value as Record<string, unknown>) };
-    for (const key of ['completion_tokens', 'total_tokens'])
-      if (record[key] === null) delete record[key];
-    value = record;
+    // than losing the whole usage. Copied only then: the parsed body is not ours to edit.
+    const found = value as Record<string, unknown>;
+    if (found.completion_tokens === null || found.total_tokens === null) {
+      const record = { ...found };
+      for (const key of ['completion_tokens', 'total_tokens'])
+        if (record[key] === null) delete record[key];
+      value = record;
+    }
   }
   const parsed = UsageSchema.safeParse(value);
   return parsed.success ? parsed.data : undefined;
@@ -193,7 +199,7 @@ function jsonScanner(
       }
     },
     end() {
-      const decoder = new TextDecoder();
+      const decoder = wholeDecoder;
       if (headBytes + tailBytes === state.bytes) {
         // Nothing was dropped between head and tail: the whole body is here, so parse it
         // properly (a usage object may straddle the two windows).
