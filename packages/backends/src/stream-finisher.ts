@@ -142,13 +142,14 @@ export function createBodyRelay(options: BodyRelayOptions): BodyRelay {
       const rest = splitter.end();
       if (!tap?.result().complete) {
         // Whatever unfinished event was held back is dropped: it cannot be trusted whole.
-        return finishWithErrorEvent(
+        finishWithErrorEvent(
           controller,
           new TollgateError(
             'upstream_stream_error',
             'The upstream server ended the stream before [DONE]; the response is incomplete. Retry the request.',
           ),
         );
+        return;
       }
       if (rest) controller.enqueue(rest);
     }
