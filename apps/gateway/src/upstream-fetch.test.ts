@@ -102,6 +102,25 @@ describe('createUpstreamFetch', () => {
     expect(seen[0]!.headers['content-type']).toBe('application/json');
   });
 
+  it('behavior: a plain header record is read as Headers reads it (names lower-cased, repeats joined)', async () => {
+    const { base, seen, fetch } = await serve((_request, response) => response.end('ok'));
+    const response = await fetch(`${base}/h`, {
+      headers: { 'X-Custom': 'a', 'x-custom': 'b', Accept: 'text/plain' },
+    });
+    expect(await response.text()).toBe('ok');
+    expect(seen[0]!.headers['x-custom']).toBe('a, b');
+    expect(seen[0]!.headers.accept).toBe('text/plain');
+  });
+
+  it('error: a header value with a line break is refused with a TypeError and nothing is sent', async () => {
+    const { base, seen, fetch } = await serve((_request, response) => response.end('ok'));
+    const error = await rejection(
+      fetch(`${base}/h`, { headers: { 'x-bad': 'a\r\nx-injected: 1' } }),
+    );
+    expect(error).toBeInstanceOf(TypeError);
+    expect(seen).toHaveLength(0);
+  });
+
   it('behavior: a 204 has a null body; a GET sends no body', async () => {
     const { base, seen, fetch } = await serve((_request, response) => {
       response.writeHead(204).end();

@@ -138,9 +138,21 @@ function plainBody(body: RequestInit['body']): string | Uint8Array | null | unde
 function headerMap(init: HeadersInit | undefined): Map<string, string> {
   const map = new Map<string, string>();
   if (init === undefined) return map;
-  // A Headers object has already validated and lower-cased its names.
-  for (const [name, value] of init instanceof Headers ? init : new Headers(init)) {
-    map.set(name, value);
+  if (init instanceof Headers || Array.isArray(init)) {
+    // A Headers object has already validated and lower-cased its names.
+    for (const [name, value] of init instanceof Headers ? init : new Headers(init)) {
+      map.set(name, value);
+    }
+    return map;
+  }
+  // A plain record, read as Headers would read it (names lower-cased, repeated names joined)
+  // without building one; undici checks names and values before anything is sent.
+  for (const name in init) {
+    const value = init[name];
+    if (value === undefined) continue;
+    const lower = name.toLowerCase();
+    const previous = map.get(lower);
+    map.set(lower, previous === undefined ? value : `${previous}, ${value}`);
   }
   return map;
 }

@@ -77,18 +77,25 @@ export interface UpstreamClient {
 export function createUpstreamClient(options: UpstreamClientOptions): UpstreamClient {
   const fetchImplementation = options.fetch ?? globalThis.fetch;
   const defaultTimeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const baseHeaders: Record<string, string> = { ...options.headers };
-  if (options.apiKey) baseHeaders.authorization = `Bearer ${options.apiKey}`;
+  const configuredHeaders: Record<string, string> = { ...options.headers };
+  if (options.apiKey) configuredHeaders.authorization = `Bearer ${options.apiKey}`;
+  // The configured headers as a Headers object would make them (names lower-cased, repeated
+  // names joined), worked out once: a plain record per request costs far less than a Headers
+  // object on Node. Not at creation, so that a bad header still fails the request, as before.
+  let baseHeaders: Record<string, string> | undefined;
 
   async function send(request: UpstreamRequest): Promise<Response> {
     const { signal } = request;
     if (signal?.aborted) throw signal.reason;
     const timeoutMs = request.timeoutMs ?? defaultTimeoutMs;
     const method = request.method ?? 'GET';
-    const headers = new Headers(baseHeaders);
-    headers.set('accept', 'application/json, text/event-stream, application/x-ndjson');
-    if (request.json !== undefined) headers.set('content-type', 'application/json');
-    if (request.requestId) headers.set('x-request-id', request.requestId);
+    baseHeaders ??= Object.fromEntries(new Headers(configuredHeaders));
+    const headers: Record<string, string> = {
+      ...baseHeaders,
+      accept: 'application/json, text/event-stream, application/x-ndjson',
+    };
+    if (request.json !== undefined) headers['content-type'] = 'application/json';
+    if (request.requestId) headers['x-request-id'] = request.requestId;
 
     // One controller carries both the caller's abort and the timeout, and stays linked to
     // the caller after the headers came: a caller who leaves mid-stream cancels the upstream.
