@@ -361,6 +361,63 @@ describe('the gateway over a real socket', () => {
     expect(line.outcome).toBe('aborted');
   });
 
+  it('behavior: a client leaving while a non-streamed answer is still arriving closes the upstream request', async () => {
+    // An upstream that sends headers and the start of a JSON body, then holds the rest.
+    let upstreamClosed!: () => void;
+    const closed = new Promise<void>((resolve) => {
+      upstreamClosed = resolve;
+    });
+    let upstreamReceived!: () => void;
+    const received = new Promise<void>((resolve) => {
+      upstreamReceived = resolve;
+    });
+    const slow = createServer((request, response) => {
+      if (request.method === 'GET') {
+        response.writeHead(200, { 'content-type': 'application/json' });
+        response.end(JSON.stringify({ object: 'list', data: [{ id: 'slow-model' }] }));
+        return;
+      }
+      request.resume();
+      response.on('close', () => upstreamClosed());
+      response.writeHead(200, { 'content-type': 'application/json' });
+      response.write('{"id":"held","choices":[', () => upstreamReceived());
+    });
+    slow.listen(0, '127.0.0.1');
+    await new Promise((resolve) => slow.once('listening', resolve));
+    cleanups.push(async () => {
+      slow.closeAllConnections();
+      await new Promise((resolve) => slow.close(resolve));
+    });
+    const port = (slow.address() as AddressInfo).port;
+    const { raw, gateway, log } = await harness({
+      extraBackends: [{ name: 'slow', type: 'openai', url: `http://127.0.0.1:${port}/v1` }],
+    });
+    const controller = new AbortController();
+    const pending = raw('/v1/chat/completions', {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${KEY}`,
+        'content-type': 'application/json',
+        'x-request-id': 'slow-json-abort',
+      },
+      body: JSON.stringify({ model: 'slow-model', messages: PROMPT }),
+      signal: controller.signal,
+    });
+    pending.catch(() => {});
+    // The gateway now holds the start of the answer, waiting for the rest.
+    await received;
+    controller.abort();
+    await closed;
+    const line = await log.waitFor(
+      (entry) => entry.msg === 'request' && entry.requestId === 'slow-json-abort',
+    );
+    expect(line.outcome).toBe('aborted');
+    for (let round = 0; round < 3000 && gateway.inFlight() > 0; round++) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    expect(gateway.inFlight()).toBe(0);
+  });
+
   it('behavior: a completion leaves with a content-length, a stream chunked', async () => {
     const { raw } = await harness();
     const request = (stream: boolean) =>
