@@ -33,7 +33,7 @@ interface Sample {
 }
 
 interface Target {
-  name: 'direct' | 'gateway';
+  name: 'direct' | 'proxy' | 'gateway';
   port: number;
   path: string;
 }
@@ -174,10 +174,27 @@ function summarize(samples: Sample[], stream: boolean): Figures {
   return figures;
 }
 
+type TargetName = Target['name'];
+const targetNames: TargetName[] = ['direct', 'proxy', 'gateway'];
+
+function formatRow(label: string, values: number[]): string {
+  const rps = label.endsWith('rps');
+  const cells = values.map(
+    (value) => `${value.toFixed(rps ? 0 : 3).padStart(9)}${rps ? '   ' : ' ms'}`,
+  );
+  const [direct, proxy, gateway] = values as [number, number, number];
+  const extra = rps
+    ? `${((gateway / direct) * 100).toFixed(1)}% of direct, ${((gateway / proxy) * 100).toFixed(1)}% of proxy`
+    : `+${(gateway - direct).toFixed(3)} ms (proxy +${(proxy - direct).toFixed(3)} ms)`;
+  return `${label.padEnd(17)}${cells.join(' ')}   ${extra}`;
+}
+
 async function main(): Promise<void> {
   const upstreamPort = await freePort();
+  const proxyPort = await freePort();
   const gatewayPort = await freePort();
   const upstream = startProcess(['bench/upstream.ts', String(upstreamPort)], {});
+  const proxy = startProcess(['bench/bare-proxy.ts', String(proxyPort), String(upstreamPort)], {});
   const gateway = startProcess(
     ['apps/gateway/src/cli.ts', 'serve', '--port', String(gatewayPort)],
     {
@@ -188,17 +205,20 @@ async function main(): Promise<void> {
       TOLLGATE_DATA_DIR: resolve(root, '.tollgate-bench'),
     },
   );
-  const children = [upstream, gateway];
+  const children = [upstream, proxy, gateway];
   const stop = () => {
     for (const child of children) child.kill('SIGTERM');
   };
   process.on('exit', stop);
   try {
     await waitForHttp(upstreamPort, '/v1/models');
+    await waitForHttp(proxyPort, '/v1/models');
     await waitForHttp(gatewayPort, '/health/ready');
+    const path = '/v1/chat/completions';
     const targets: Target[] = [
-      { name: 'direct', port: upstreamPort, path: '/v1/chat/completions' },
-      { name: 'gateway', port: gatewayPort, path: '/v1/chat/completions' },
+      { name: 'direct', port: upstreamPort, path },
+      { name: 'proxy', port: proxyPort, path },
+      { name: 'gateway', port: gatewayPort, path },
     ];
     console.log(
       `warming up (rate ${rate}/s, ${seconds}s x ${rounds} rounds, concurrency ${concurrency})`,
@@ -208,47 +228,41 @@ async function main(): Promise<void> {
       await openLoop(target, true, 1);
       await closedLoop(target, 1);
     }
-    const results: Record<string, Record<string, Figures[]>> = { direct: {}, gateway: {} };
+    const results = new Map<string, Figures[]>();
     const record = (target: Target, scenario: string, figures: Figures) => {
-      const byScenario = results[target.name]!;
-      byScenario[scenario] = [...(byScenario[scenario] ?? []), figures];
+      const key = `${target.name} ${scenario}`;
+      results.set(key, [...(results.get(key) ?? []), figures]);
     };
     for (let round = 0; round < rounds; round++) {
-      for (const target of round % 2 === 0 ? targets : [...targets].reverse()) {
+      // Each round starts with a different target, so drift in the machine spreads evenly.
+      const order = targets.map((_, index) => targets[(index + round) % targets.length]!);
+      for (const target of order) {
         record(target, 'plain', summarize(await openLoop(target, false, seconds), false));
         record(target, 'stream', summarize(await openLoop(target, true, seconds), true));
         record(target, 'throughput', { rps: await closedLoop(target, seconds) });
       }
     }
-    const medianOf = (name: 'direct' | 'gateway', scenario: string, key: string) =>
-      median(results[name]![scenario]!.map((figures) => figures[key]!));
-    const rows: Array<[string, number, number]> = [];
+    const medianOf = (name: TargetName, scenario: string, key: string) =>
+      median(results.get(`${name} ${scenario}`)!.map((figures) => figures[key]!));
+    const rows: Array<{ figure: string; values: number[] }> = [];
     for (const [scenario, keys] of [
       ['plain', ['p50', 'p99']],
       ['stream', ['ttfb_p50', 'ttfb_p99', 'p50', 'p99']],
       ['throughput', ['rps']],
     ] as const) {
-      for (const key of keys)
-        rows.push([
-          `${scenario} ${key}`,
-          medianOf('direct', scenario, key),
-          medianOf('gateway', scenario, key),
-        ]);
+      for (const key of keys) {
+        const figure = `${scenario} ${key}`;
+        rows.push({ figure, values: targetNames.map((name) => medianOf(name, scenario, key)) });
+      }
     }
-    console.log('\nfigure                 direct    gateway    added / ratio');
-    for (const [label, direct, through] of rows) {
-      const extra = label.endsWith('rps')
-        ? `${((through / direct) * 100).toFixed(1)}% of direct`
-        : `+${(through - direct).toFixed(3)} ms`;
-      const unit = label.endsWith('rps') ? '' : ' ms';
-      console.log(
-        `${label.padEnd(20)} ${direct.toFixed(label.endsWith('rps') ? 0 : 3).padStart(9)}${unit} ${through.toFixed(label.endsWith('rps') ? 0 : 3).padStart(9)}${unit}    ${extra}`,
-      );
-    }
+    console.log(
+      `\n${'figure'.padEnd(17)}${targetNames.map((name) => name.padStart(12)).join(' ')}   gateway added / ratio`,
+    );
+    for (const row of rows) console.log(formatRow(row.figure, row.values));
     if (process.env.BENCH_JSON) {
       writeFileSync(
         process.env.BENCH_JSON,
-        `${JSON.stringify({ rate, seconds, rounds, concurrency, rows }, null, 2)}\n`,
+        `${JSON.stringify({ rate, seconds, rounds, concurrency, targets: targetNames, rows }, null, 2)}\n`,
       );
     }
   } finally {
