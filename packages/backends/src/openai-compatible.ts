@@ -178,12 +178,7 @@ export function createOpenAICompatible(options: OpenAICompatibleOptions): Backen
   const kind = options.kind ?? 'openai';
   const baseURL = options.baseURL.replace(/\/+$/, '');
   const name = options.name ?? defaultBackendName(kind, baseURL);
-  const client = createUpstreamClient({
-    backendName: name,
-    fetch: options.fetch,
-    apiKey: options.apiKey,
-    headers: options.headers,
-    timeoutMs: options.timeoutMs,
-  });
+  // The client takes what it knows of the options (fetch, apiKey, headers, timeoutMs).
+  const client = createUpstreamClient({ ...options, backendName: name });
   return createOpenAIDialectBackend({ name, kind, baseURL, client });
 }

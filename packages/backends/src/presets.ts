@@ -43,13 +43,8 @@ interface Preset {
 function preset(kind: BackendKind, options: ServerPresetOptions): Preset {
   const root = rootURL(options.url);
   const name = options.name ?? defaultBackendName(kind, root);
-  const client = createUpstreamClient({
-    backendName: name,
-    fetch: options.fetch,
-    apiKey: options.apiKey,
-    headers: options.headers,
-    timeoutMs: options.timeoutMs,
-  });
+  // The client takes what it knows of the options (fetch, apiKey, headers, timeoutMs).
+  const client = createUpstreamClient({ ...options, backendName: name });
   const backend = createOpenAIDialectBackend({ name, kind, baseURL: joinURL(root, 'v1'), client });
   return { root, client, backend };
 }
