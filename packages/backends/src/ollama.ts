@@ -11,6 +11,7 @@ import {
   type CompletionRequest,
   type EmbeddingRequest,
   encodeSseEvent,
+  errorTypeForStatus,
   isTollgateError,
   readUpstreamErrorMessage,
   SSE_DONE,
@@ -429,14 +430,6 @@ function embeddingListFrom(
   return list;
 }
 
-function openAIErrorType(status: number): string {
-  if (status === 401) return 'authentication_error';
-  if (status === 403) return 'permission_error';
-  if (status === 429) return 'rate_limit_error';
-  if (status >= 500) return 'server_error';
-  return 'invalid_request_error';
-}
-
 /** Ollama's `{"error": "..."}` (or any body) as the OpenAI envelope, same status. */
 async function translateError(upstream: Response): Promise<Response> {
   let text = '';
@@ -454,7 +447,7 @@ async function translateError(upstream: Response): Promise<Response> {
     {
       error: {
         message,
-        type: openAIErrorType(upstream.status),
+        type: errorTypeForStatus(upstream.status),
         param: modelNotFound ? 'model' : null,
         code: modelNotFound ? 'model_not_found' : null,
       },

@@ -3,6 +3,7 @@ import {
   ERROR_CODES,
   errorEnvelope,
   errorResponse,
+  errorTypeForStatus,
   isTollgateError,
   readUpstreamErrorMessage,
   TollgateError,
@@ -313,5 +314,16 @@ describe('readUpstreamErrorMessage', () => {
     expect(readUpstreamErrorMessage(' \n\t ')).toBeUndefined();
     expect(readUpstreamErrorMessage('{"error":""}')).toBeUndefined();
     expect(readUpstreamErrorMessage('{"error":{"message":"  "}}')).toBeUndefined();
+  });
+});
+
+describe('errorTypeForStatus', () => {
+  it('behavior: maps statuses to the OpenAI error types', () => {
+    expect(errorTypeForStatus(400)).toBe('invalid_request_error');
+    expect(errorTypeForStatus(404)).toBe('invalid_request_error');
+    expect(errorTypeForStatus(401)).toBe('authentication_error');
+    expect(errorTypeForStatus(403)).toBe('permission_error');
+    expect(errorTypeForStatus(429)).toBe('rate_limit_error');
+    expect(errorTypeForStatus(503)).toBe('server_error');
   });
 });

@@ -150,6 +150,23 @@ export function errorResponse(error: unknown, headers?: HeadersInit): Response {
 }
 
 /**
+ * The OpenAI error `type` that goes with an HTTP status, for errors built from another
+ * server's answer (an Ollama error, a proxy's status) rather than from a Tollgate code.
+ *
+ * @example
+ * ```ts
+ * errorTypeForStatus(429); // 'rate_limit_error'
+ * ```
+ */
+export function errorTypeForStatus(status: number): string {
+  if (status === 401) return 'authentication_error';
+  if (status === 403) return 'permission_error';
+  if (status === 429) return 'rate_limit_error';
+  if (status >= 500) return 'server_error';
+  return 'invalid_request_error';
+}
+
+/**
  * Reads an error message out of any upstream error body: the OpenAI envelope, Ollama's
  * `{"error": "..."}`, vLLM's `{"object": "error", "message": ...}`, FastAPI's `{"detail": ...}`
  * (vLLM's request validation), or plain text. Long text is cut to 500 characters. Returns

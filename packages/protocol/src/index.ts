@@ -10,6 +10,7 @@ export {
   ERROR_CODES,
   errorEnvelope,
   errorResponse,
+  errorTypeForStatus,
   isTollgateError,
   type OpenAIErrorEnvelope,
   readUpstreamErrorMessage,

@@ -4,6 +4,7 @@
  * /api/v0/models) and each kind's error body.
  */
 
+import { errorTypeForStatus } from '@tollgate/protocol';
 import { servedByOllama } from './fake-ollama.js';
 import {
   countInputWords,
@@ -52,14 +53,6 @@ const vllmErrorTypes: Record<number, string> = {
   503: 'ServiceUnavailableError',
 };
 
-function openAIErrorType(status: number): string {
-  if (status === 401) return 'authentication_error';
-  if (status === 403) return 'permission_error';
-  if (status === 429) return 'rate_limit_error';
-  if (status >= 500) return 'server_error';
-  return 'invalid_request_error';
-}
-
 /** The error body an OpenAI-dialect server of this kind sends. @internal */
 export function openAIDialectErrorBody(
   kind: FakeUpstreamKind,
@@ -91,7 +84,7 @@ export function openAIDialectErrorBody(
         },
       };
     default:
-      return { error: { message, type: openAIErrorType(status), param: null, code } };
+      return { error: { message, type: errorTypeForStatus(status), param: null, code } };
   }
 }
 
