@@ -2,9 +2,9 @@
  * `pnpm bench`: what the gateway adds on top of calling the upstream directly, measured in
  * the same run against the same fast fake upstream (bench/upstream.ts).
  *
- * Three processes: this one generates load, one runs the upstream, one runs the gateway (as
- * `pnpm tollgate serve` would, with a static API key and the default info-level access log
- * written to /dev/null). Latency is measured open-loop at a fixed rate, from each request's
+ * Four processes: this one generates load, one runs the upstream, one a bare proxy (the
+ * floor of one extra hop), one the gateway (compiled, as the published `tollgate serve`
+ * runs, with a static API key and the default info-level access log written to /dev/null). Latency is measured open-loop at a fixed rate, from each request's
  * scheduled start (so a stall is not hidden by the load generator waiting for it), for
  * non-streamed and streamed chat completions; throughput is measured closed-loop with a
  * fixed number of concurrent connections. Direct and gateway rounds alternate and the
@@ -19,6 +19,7 @@ import { createServer } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { build } from 'tsup';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const rate = Number(process.env.BENCH_RATE ?? 200);
@@ -51,7 +52,8 @@ function freePort(): Promise<number> {
 }
 
 function startProcess(args: string[], env: Record<string, string>): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', ...args], {
+  const typescript = args[0]?.endsWith('.ts') ?? false;
+  return spawn(process.execPath, [...(typescript ? ['--import', 'tsx'] : []), ...args], {
     cwd: root,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'ignore', 'inherit'],
@@ -132,7 +134,9 @@ async function openLoop(target: Target, stream: boolean, durationS: number): Pro
     const scheduled = start + index * interval;
     const wait = scheduled - performance.now();
     if (wait > 1) await sleep(wait);
-    pending.push(send(target, stream, scheduled));
+    // Late (the generator was busy): counted from the schedule, so the wait is not hidden.
+    // Early (timers fire up to a millisecond ahead): counted from the actual send.
+    pending.push(send(target, stream, Math.min(scheduled, performance.now())));
   }
   return Promise.all(pending);
 }
@@ -189,25 +193,49 @@ function formatRow(label: string, values: number[]): string {
   return `${label.padEnd(17)}${cells.join(' ')}   ${extra}`;
 }
 
+/**
+ * The gateway as users run it: compiled JavaScript, as the published `tollgate` bin is, not
+ * TypeScript compiled on load by tsx. Workspace packages resolve to their sources, so the
+ * whole program is bundled into one file next to the gateway's package.json.
+ */
+async function buildGateway(): Promise<string> {
+  const outDir = resolve(root, 'apps/gateway/.bench');
+  await build({
+    config: false,
+    entry: { cli: resolve(root, 'apps/gateway/src/cli.ts') },
+    outDir,
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    noExternal: [/./],
+    // Bundled CommonJS dependencies call require() for Node's built-ins.
+    banner: {
+      js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);",
+    },
+    clean: true,
+    silent: true,
+  });
+  return resolve(outDir, 'cli.js');
+}
+
 async function main(): Promise<void> {
   const upstreamPort = await freePort();
   const proxyPort = await freePort();
   const gatewayPort = await freePort();
   const upstream = startProcess(['bench/upstream.ts', String(upstreamPort)], {});
   const proxy = startProcess(['bench/bare-proxy.ts', String(proxyPort), String(upstreamPort)], {});
-  const gateway = startProcess(
-    ['apps/gateway/src/cli.ts', 'serve', '--port', String(gatewayPort)],
-    {
-      TOLLGATE_BACKEND_URL: `http://127.0.0.1:${upstreamPort}/v1`,
-      TOLLGATE_BACKEND_TYPE: 'openai',
-      TOLLGATE_API_KEYS: apiKey,
-      TOLLGATE_LOG_LEVEL: 'info',
-      TOLLGATE_DATA_DIR: resolve(root, '.tollgate-bench'),
-    },
-  );
+  const gateway = startProcess([await buildGateway(), 'serve', '--port', String(gatewayPort)], {
+    TOLLGATE_BACKEND_URL: `http://127.0.0.1:${upstreamPort}/v1`,
+    TOLLGATE_BACKEND_TYPE: 'openai',
+    TOLLGATE_API_KEYS: apiKey,
+    TOLLGATE_LOG_LEVEL: 'info',
+    TOLLGATE_DATA_DIR: resolve(root, '.tollgate-bench'),
+  });
   const children = [upstream, proxy, gateway];
   const stop = () => {
-    for (const child of children) child.kill('SIGTERM');
+    // Once: a second SIGTERM tells the gateway to skip its graceful drain.
+    for (const child of children)
+      if (child.exitCode === null && !child.killed) child.kill('SIGTERM');
   };
   process.on('exit', stop);
   try {
