@@ -85,7 +85,7 @@ export interface UsageEvent {
   /** Cost in millionths of a US dollar, from the configured prices (0 when unpriced). */
   costMicroUsd: number;
   status: UsageStatus;
-  /** The HTTP status the caller got (499 when the caller left first). */
+  /** The HTTP status the caller got (499 when the caller left first; 0 when `interrupted`). */
   httpStatus: number;
   latencyMs: number;
   /** Time to the first byte of the answer, when there was one. */
