@@ -1,6 +1,12 @@
 import { createHash } from 'node:crypto';
 import { isTollgateError } from '@tollgate/protocol';
-import { describe, expect, it } from 'vitest';
+import {
+  createPgliteStore,
+  createTenancy,
+  type Tenancy,
+  type TenancyStore,
+} from '@tollgate/tenancy';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createStaticKeyAccess, isLoopbackHost, resolveAccess } from './access.js';
 import { isConfigError } from './config.js';
 
@@ -24,7 +30,7 @@ describe('createStaticKeyAccess', () => {
   it('behavior: accepts each configured key; keyId is the first 8 hex digits of its SHA-256', async () => {
     const principal = await access.authenticate(request({ authorization: 'Bearer key-two' }));
     const keyId = createHash('sha256').update('key-two').digest('hex').slice(0, 8);
-    expect(principal).toEqual({ id: `key:${keyId}`, kind: 'static-key', keyId });
+    expect(principal).toEqual({ id: `static:${keyId}`, kind: 'static-key', keyId });
     const viaHeader = await access.authenticate(request({ 'x-api-key': 'key-one' }));
     expect(viaHeader.kind).toBe('static-key');
     expect(viaHeader.keyId).not.toBe(keyId);
@@ -65,29 +71,62 @@ describe('createStaticKeyAccess', () => {
 });
 
 describe('resolveAccess', () => {
-  it('behavior: keys configured means keys required, on any host', async () => {
-    const resolved = resolveAccess({ host: '0.0.0.0', apiKeys: ['k'] });
-    expect(resolved.mode).toBe('keys');
-    expect(resolved.warning).toBeUndefined();
+  let store: TenancyStore;
+  let tenancy: Tenancy;
+  beforeAll(async () => {
+    store = await createPgliteStore({});
+    tenancy = createTenancy({ store, staticKeys: ['k'] });
+  });
+  afterAll(async () => {
+    await tenancy.close();
+    await store.close();
+  });
+
+  it('behavior: static keys or tenants mean keys required, on any host', async () => {
+    for (const [apiKeys, tenantCount] of [
+      [['k'], 0],
+      [[], 3],
+    ] as const) {
+      const resolved = resolveAccess(
+        { host: '0.0.0.0', apiKeys: [...apiKeys] },
+        tenancy,
+        tenantCount,
+      );
+      expect(resolved.mode).toBe('keys');
+      expect(resolved.warning).toBeUndefined();
+      expect((await refusal(resolved.access.authenticate(request({})))).code).toBe(
+        'missing_api_key',
+      );
+    }
+    const resolved = resolveAccess({ host: '0.0.0.0', apiKeys: ['k'] }, tenancy, 0);
+    expect(
+      await resolved.access.authenticate(request({ authorization: 'Bearer k' })),
+    ).toMatchObject({ kind: 'static-key', id: expect.stringMatching(/^static:[0-9a-f]{8}$/) });
+  });
+
+  it('behavior: nothing to authenticate with on loopback runs open until the first tenant, with a warning saying how to make a key', async () => {
+    const resolved = resolveAccess({ host: '127.0.0.1', apiKeys: [] }, tenancy, 0);
+    expect(resolved.mode).toBe('open');
+    expect(resolved.warning).toContain('tollgate keys issue');
+    expect(await resolved.access.authenticate(request({}))).toMatchObject({ kind: 'anonymous' });
+    // A presented key is still checked while open.
+    expect(
+      (await refusal(resolved.access.authenticate(request({ authorization: 'Bearer nope' })))).code,
+    ).toBe('invalid_api_key');
+    resolved.access.closeAnonymous();
     expect((await refusal(resolved.access.authenticate(request({})))).code).toBe('missing_api_key');
   });
 
-  it('behavior: no keys on loopback runs open, with a loud warning', async () => {
-    const resolved = resolveAccess({ host: '127.0.0.1', apiKeys: [] });
-    expect(resolved.mode).toBe('open');
-    expect(resolved.warning).toContain('TOLLGATE_API_KEYS');
-    expect(await resolved.access.authenticate(request({}))).toMatchObject({ kind: 'anonymous' });
-  });
-
-  it('error: no keys on a non-loopback host refuses to start, saying what to set', () => {
+  it('error: nothing to authenticate with on a non-loopback host refuses to start, saying what to do', () => {
     for (const host of ['0.0.0.0', '::', '192.168.1.10', 'gateway.example.com']) {
       let caught: unknown;
       try {
-        resolveAccess({ host, apiKeys: [] });
+        resolveAccess({ host, apiKeys: [] }, tenancy, 0);
       } catch (error) {
         caught = error;
       }
       expect(isConfigError(caught), host).toBe(true);
+      expect((caught as Error).message).toContain('tollgate tenants create');
       expect((caught as Error).message).toContain('TOLLGATE_API_KEYS');
     }
   });

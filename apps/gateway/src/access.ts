@@ -8,16 +8,31 @@
 import { hash, timingSafeEqual } from 'node:crypto';
 import type { DispatchOutcome } from '@tollgate/backends';
 import { type Operation, type OperationRequest, TollgateError } from '@tollgate/protocol';
+import type { Caller, Tenancy } from '@tollgate/tenancy';
 import { ConfigError } from './config.js';
 
 /** The authenticated caller. */
 export interface Principal {
-  /** Stable id for logs and usage records, e.g. `key:1a2b3c4d`; never the key itself. */
+  /**
+   * Stable id for logs and usage records, never the key itself: a tenant id (`tn_...`),
+   * `static:<8 hex digits of the key's SHA-256>`, or `anonymous`.
+   */
   id: string;
-  /** `static-key`: a key from the config; `anonymous`: the gateway runs open (loopback only). */
-  kind: 'static-key' | 'anonymous';
-  /** First 8 hex digits of the key's SHA-256, safe to log. */
+  /**
+   * `tenant`: an issued key; `static-key`: a key from the config (an unlimited tenant);
+   * `anonymous`: the gateway runs open (loopback only, before any key exists).
+   */
+  kind: 'tenant' | 'static-key' | 'anonymous';
+  /** The issued key's public id, or the static key's 8 hex digits; safe to log. */
   keyId: string;
+  /** The tenancy caller behind it, when tenancy authenticated it. */
+  caller?: Caller;
+}
+
+/** Where a request comes from, for throttling failed authentications and the audit log. */
+export interface RequestOrigin {
+  remoteAddress?: string | null;
+  requestId?: string | null;
 }
 
 /** What {@link AccessControl.admit} looks at. */
@@ -27,12 +42,18 @@ export interface AdmissionRequest {
   model: string;
   /** The validated request body. */
   body: OperationRequest[Operation];
+  /** The request's id, kept with its usage record. */
+  requestId?: string;
 }
 
 /** How an admitted request ended, as handed to {@link Admission.settle}. */
-export type SettleOutcome =
+export type SettleOutcome = (
   | DispatchOutcome
-  | { status: 'failed'; httpStatus: number; error: unknown };
+  | { status: 'failed'; httpStatus: number; error: unknown; firstByteMs?: undefined }
+) & {
+  /** The backend that answered, when one did. */
+  backend?: string;
+};
 
 /** A request let through: headers to add to its response, and the settlement to call once. */
 export interface Admission {
@@ -48,7 +69,7 @@ export interface AccessControl {
    * Identifies the caller.
    * @throws {TollgateError} `missing_api_key` or `invalid_api_key` (401).
    */
-  authenticate(request: Request): Promise<Principal>;
+  authenticate(request: Request, origin?: RequestOrigin): Promise<Principal>;
   /**
    * Decides whether the caller may run this request now.
    * @throws {TollgateError} e.g. `model_not_allowed` (403) or `rate_limit_exceeded` (429) later.
@@ -113,7 +134,7 @@ export function createStaticKeyAccess(keys: string[]): AccessControl {
         );
       }
       const keyId = presented.toString('hex').slice(0, 8);
-      return { id: `key:${keyId}`, kind: 'static-key', keyId };
+      return { id: `static:${keyId}`, kind: 'static-key', keyId };
     },
     async admit() {
       return noAdmission;
@@ -147,35 +168,117 @@ export function isLoopbackHost(host: string): boolean {
   );
 }
 
+const ANONYMOUS: Caller = {
+  kind: 'anonymous',
+  tenantId: 'anonymous',
+  tenantName: null,
+  keyId: null,
+  limits: {},
+};
+
+function toPrincipal(caller: Caller): Principal {
+  const keyId = caller.keyId ?? caller.tenantId.replace(/^static:/, '');
+  return { id: caller.tenantId, kind: caller.kind, keyId, caller };
+}
+
+/** Access backed by tenancy, with a switch for the open mode of a gateway that has no keys yet. */
+export interface TenancyAccess extends AccessControl {
+  /** Stops letting callers without a key in (the first tenant was just created). */
+  closeAnonymous(): void;
+  /** Whether callers without a key are let in. */
+  readonly anonymous: boolean;
+}
+
+/**
+ * Access through tenancy: keys authenticate to tenants (static keys to unlimited tenants),
+ * admission applies their limits and settlement records their usage. With `anonymous`,
+ * a caller without a key is let in as `anonymous` (still metered) until
+ * {@link TenancyAccess.closeAnonymous}; a presented key is always checked.
+ */
+export function createTenancyAccess(
+  tenancy: Tenancy,
+  options: { anonymous?: boolean } = {},
+): TenancyAccess {
+  let anonymous = options.anonymous ?? false;
+  return {
+    get anonymous() {
+      return anonymous;
+    },
+    closeAnonymous() {
+      anonymous = false;
+    },
+    async authenticate(request, origin) {
+      const key = presentedKey(request);
+      if (key === undefined && anonymous) return toPrincipal(ANONYMOUS);
+      return toPrincipal(await tenancy.authenticate(key, origin ?? {}));
+    },
+    async admit(principal, request) {
+      const admission = await tenancy.admit(principal.caller ?? ANONYMOUS, {
+        operation: request.operation,
+        model: request.model,
+        body: request.body,
+        requestId: request.requestId ?? null,
+        streamed: (request.body as { stream?: unknown }).stream === true,
+      });
+      return {
+        headers: admission.headers,
+        settle: (outcome) =>
+          admission.settle({
+            status: outcome.status,
+            httpStatus: outcome.httpStatus,
+            usage: 'usage' in outcome ? outcome.usage : undefined,
+            backend: outcome.backend ?? null,
+            firstTokenMs: outcome.firstByteMs ?? null,
+            streamed: 'streamed' in outcome ? outcome.streamed : undefined,
+          }),
+      };
+    },
+  };
+}
+
 /** What {@link resolveAccess} decided. */
 export interface ResolvedAccess {
-  access: AccessControl;
-  /** `keys`: callers need a configured key; `open`: anyone on this machine may call. */
+  access: TenancyAccess;
+  /** `keys`: callers need a key; `open`: anyone on this machine may call until a key exists. */
   mode: 'keys' | 'open';
   /** Set in `open` mode: log it loudly at start. */
   warning?: string;
 }
 
+/** How an operator creates the first key, for the open-mode warning and the refusal. */
+export const FIRST_KEY_HELP = [
+  'Create the first key with the CLI (stop the gateway first when it uses the embedded database):',
+  '  pnpm tollgate tenants create my-team',
+  '  pnpm tollgate keys issue my-team',
+  'or through the admin API (set TOLLGATE_ADMIN_KEY, then POST /admin/tenants and POST /admin/tenants/<id>/keys),',
+  'or set static keys: TOLLGATE_API_KEYS=$(openssl rand -hex 24).',
+].join('\n');
+
 /**
- * The one place that decides how callers are authenticated from the configuration:
- * - keys configured: only those keys are accepted, whatever the host;
- * - no keys, loopback host (127.0.0.1, ::1, localhost): open, with a warning to log;
- * - no keys, any other host: refused, because the gateway would be open to the network.
+ * The one place that decides how callers are authenticated:
+ * - static keys configured or tenants in the store: callers need a key, whatever the host;
+ * - neither, loopback host (127.0.0.1, ::1, localhost): open (callers without a key are let
+ *   in as `anonymous`, metered) until the first tenant is created, with a warning to log;
+ * - neither, any other host: refused, because the gateway would be open to the network.
  *
- * @throws {ConfigError} when no keys are set and the host is not a loopback address.
+ * @throws {ConfigError} when nothing can authenticate callers and the host is not a loopback address.
  */
-export function resolveAccess(config: { host: string; apiKeys: string[] }): ResolvedAccess {
-  if (config.apiKeys.length > 0)
-    return { access: createStaticKeyAccess(config.apiKeys), mode: 'keys' };
+export function resolveAccess(
+  config: { host: string; apiKeys: string[] },
+  tenancy: Tenancy,
+  tenantCount: number,
+): ResolvedAccess {
+  if (config.apiKeys.length > 0 || tenantCount > 0) {
+    return { access: createTenancyAccess(tenancy), mode: 'keys' };
+  }
   if (!isLoopbackHost(config.host)) {
     throw new ConfigError([
-      `host: "${config.host}" is reachable from other machines but no API keys are set, so anyone could use your models. Set TOLLGATE_API_KEYS (comma-separated keys, e.g. TOLLGATE_API_KEYS=$(openssl rand -hex 24)) or api_keys in tollgate.yaml, or listen on 127.0.0.1.`,
+      `host: "${config.host}" is reachable from other machines but there are no API keys yet, so anyone could use your models. Listen on 127.0.0.1 until a key exists.\n${FIRST_KEY_HELP}`,
     ]);
   }
   return {
-    access: createOpenAccess(),
+    access: createTenancyAccess(tenancy, { anonymous: true }),
     mode: 'open',
-    warning:
-      'NO API KEYS ARE SET: the gateway accepts every request from this machine without a key. Set TOLLGATE_API_KEYS (or api_keys in tollgate.yaml) before exposing it.',
+    warning: `NO API KEYS EXIST YET: the gateway accepts every request from this machine without a key (usage is recorded as "anonymous") until the first tenant is created.\n${FIRST_KEY_HELP}`,
   };
 }

@@ -670,7 +670,7 @@ describe('access log', () => {
       outcome: 'completed',
     });
     expect(typeof line.durationMs).toBe('number');
-    expect(line.principal).toMatch(/^key:[0-9a-f]{8}$/);
+    expect(line.principal).toMatch(/^static:[0-9a-f]{8}$/);
     expect(log.raw()).not.toContain(KEY);
     expect(log.raw()).not.toContain('hello there');
   });

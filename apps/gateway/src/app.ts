@@ -32,6 +32,10 @@ export interface CreateAppOptions {
   generateId?: () => string;
   /** Clock in ms, for `created` in /v1/models. @default Date.now */
   now?: () => number;
+  /** Why the gateway cannot serve right now besides its backends (e.g. the database), if so. */
+  notReady?: () => string | undefined;
+  /** The admin API, mounted at /admin (answers 404 with a hint when absent). */
+  admin?: Hono<GatewayEnv>;
 }
 
 /** What the inference handler tells the access log about a dispatched request. */
@@ -238,7 +242,13 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
   });
 
   const authenticate: MiddlewareHandler<GatewayEnv> = async function authenticate(c, next) {
-    c.set('principal', await access.authenticate(c.req.raw));
+    c.set(
+      'principal',
+      await access.authenticate(c.req.raw, {
+        remoteAddress: remoteAddress(c),
+        requestId: c.get('requestId'),
+      }),
+    );
     await next();
   };
 
@@ -262,6 +272,7 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
         operation,
         model: request.model,
         body: request,
+        requestId,
       });
       const settle = (outcome: SettleOutcome) => settleQuietly(admission, outcome, requestLogger);
       const started = performance.now();
@@ -297,8 +308,15 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
         throw error;
       }
       c.set('dispatch', { backend: result.backend, model: result.model, outcome: result.outcome });
-      void result.outcome.then(settle, (error: unknown) =>
-        settle({ status: 'failed', httpStatus: result.response.status, error }),
+      void result.outcome.then(
+        (outcome) => settle({ ...outcome, backend: result.backend }),
+        (error: unknown) =>
+          settle({
+            status: 'failed',
+            httpStatus: result.response.status,
+            error,
+            backend: result.backend,
+          }),
       );
       return await toClientResponse(result.response, admission.headers, {
         onBodyError: (error) => cutConnection(c, error),
@@ -344,23 +362,41 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
       modelCount: backend.models.length,
       inFlight: backend.inFlight,
     }));
-    if (backends.some((backend) => backend.state === 'healthy' && backend.models.length > 0)) {
+    const blocked = options.notReady?.();
+    if (
+      blocked === undefined &&
+      backends.some((backend) => backend.state === 'healthy' && backend.models.length > 0)
+    ) {
       return c.json({ status: 'ready', backends: summary });
     }
     const reason =
-      backends.length === 0
-        ? 'no backend configured — set TOLLGATE_BACKEND_URL or add backends to tollgate.yaml'
-        : `no healthy backend: ${backends
-            .map((backend) => {
-              const why =
-                backend.state !== 'healthy'
-                  ? (backend.lastHealth?.detail ?? backend.state)
-                  : 'serves no models';
-              return `${backend.name} (${why})`;
-            })
-            .join(', ')}`;
+      blocked !== undefined
+        ? blocked
+        : backends.length === 0
+          ? 'no backend configured — set TOLLGATE_BACKEND_URL or add backends to tollgate.yaml'
+          : `no healthy backend: ${backends
+              .map((backend) => {
+                const why =
+                  backend.state !== 'healthy'
+                    ? (backend.lastHealth?.detail ?? backend.state)
+                    : 'serves no models';
+                return `${backend.name} (${why})`;
+              })
+              .join(', ')}`;
     return c.json({ status: 'not_ready', reason, backends: summary }, 503);
   });
+
+  if (options.admin) app.route('/admin', options.admin);
+  else {
+    app.all('/admin/*', (c) =>
+      errorResponse(
+        new TollgateError(
+          'route_not_found',
+          `${c.req.method} ${c.req.path}: the admin API is off. Set TOLLGATE_ADMIN_KEY (or admin_key in tollgate.yaml) to turn it on.`,
+        ),
+      ),
+    );
+  }
 
   for (const [path, methods] of Object.entries(ROUTES)) {
     app.all(path, function methodNotAllowed(c) {
@@ -577,6 +613,13 @@ function cutConnection(c: Context<GatewayEnv>, error: unknown): boolean {
   );
   if (!outgoing.destroyed) outgoing.destroy();
   return true;
+}
+
+/** The caller's address, from the Node socket under @hono/node-server. */
+export function remoteAddress(c: Context<GatewayEnv>): string | null {
+  const incoming = (c.env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined)
+    ?.incoming;
+  return incoming?.socket?.remoteAddress ?? null;
 }
 
 function settleQuietly(admission: Admission, outcome: SettleOutcome, logger: Logger): void {

@@ -4,7 +4,10 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { type FakeUpstream, startFakeUpstream } from '@tollgate/backends/testing';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+
+// Each run is a real process that opens the embedded database (seconds on a loaded machine).
+vi.setConfig({ testTimeout: 60_000 });
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '../../..');
@@ -149,10 +152,11 @@ describe('tollgate CLI', { timeout: 60_000 }, () => {
     expect(stderr).not.toMatch(/\n\s+at /);
   });
 
-  it('error: no API keys on a non-loopback host exits 1 saying to set TOLLGATE_API_KEYS', async () => {
+  it('error: no keys and no tenants on a non-loopback host exits 1 saying how to make a key', async () => {
     const result = run(['serve', '--host', '0.0.0.0', '--port', '0']);
     expect(await result.exit).toBe(1);
     expect(result.stderr()).toContain('TOLLGATE_API_KEYS');
+    expect(result.stderr()).toContain('pnpm tollgate tenants create');
   });
 
   it('behavior: serve --port 0 with TOLLGATE_BACKEND_URL serves, then exits 0 on SIGTERM', async () => {
@@ -206,7 +210,8 @@ describe('tollgate CLI', { timeout: 60_000 }, () => {
     const result = run(['serve', '--port', '0']);
     const [, url] = await result.waitForStderr(/listening on (http:\/\/\S+) /);
     await result.waitForStderr(/No backend is configured/);
-    expect(result.stderr()).toContain('WARNING: no API keys are set');
+    expect(result.stderr()).toContain('WARNING: there are no API keys yet');
+    expect(result.stderr()).toContain('pnpm tollgate keys issue');
     expect(result.stderr()).toContain('TOLLGATE_BACKEND_URL');
     const ready = await fetch(`${url}/health/ready`);
     expect(ready.status).toBe(503);

@@ -7,6 +7,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { FIRST_KEY_HELP } from './access.js';
+import { keysCommand, tenantsCommand, usageCommand } from './cli-admin.js';
 import { isConfigError, loadConfig } from './config.js';
 import { createLogger } from './logger.js';
 import { startGateway } from './server.js';
@@ -17,13 +19,18 @@ const EXIT_USAGE = 2;
 
 const MAIN_HELP = `tollgate — an OpenAI-compatible gateway in front of the LLM servers you run yourself
 (Ollama, llama.cpp's llama-server, vLLM, LM Studio, MLX, any OpenAI-compatible server),
-with API keys, request logs, body limits and graceful shutdown.
+with tenants, API keys, rate limits, token budgets and usage metering.
 
 Usage:
   tollgate <command> [options]
 
 Commands:
-  serve        Start the gateway (run "tollgate serve --help" for its options)
+  serve        Start the gateway
+  tenants      Create, list, change and delete tenants and their limits
+  keys         Issue, list, rotate and revoke API keys
+  usage        Show usage by tenant, model or day (table, JSON or CSV)
+
+Run "tollgate <command> --help" for a command's options.
 
 Options:
   -h, --help     Show this help
@@ -32,8 +39,11 @@ Options:
 Quick start (from the repository root, with Ollama running on this machine):
   TOLLGATE_BACKEND_URL=http://127.0.0.1:11434 TOLLGATE_BACKEND_TYPE=ollama pnpm tollgate serve
 
-Then point any OpenAI client at http://127.0.0.1:8402/v1.
-Configuration reference: docs/configuration.md
+Then point any OpenAI client at http://127.0.0.1:8402/v1. Give callers keys:
+  pnpm tollgate tenants create my-team --rpm 60
+  pnpm tollgate keys issue my-team
+
+Configuration reference: docs/configuration.md; tenants, keys and limits: docs/tenancy.md
 `;
 
 const SERVE_HELP = `tollgate serve — start the gateway
@@ -56,9 +66,13 @@ Environment (overrides the config file; flags override both):
   TOLLGATE_BACKEND_URL   The server to forward to: its root URL, e.g. http://127.0.0.1:11434
                          (for type openai, the API base including /v1)
   TOLLGATE_BACKEND_TYPE  openai (default), ollama, llama-server, vllm, lm-studio, mlx
-  TOLLGATE_API_KEYS      Comma-separated keys callers must send as "Authorization: Bearer <key>".
-                         Without keys the gateway only runs on a loopback address, open to
-                         this machine, and refuses to start on any other host.
+  TOLLGATE_API_KEYS      Comma-separated static keys (each an unlimited tenant), sent as
+                         "Authorization: Bearer <key>". Issued keys: "tollgate keys --help".
+                         With no keys and no tenants at all the gateway only runs on a loopback
+                         address, open to this machine, and refuses to start on any other host.
+  TOLLGATE_ADMIN_KEY     Turns on the admin API under /admin (Bearer this key)
+  TOLLGATE_DATABASE_URL  postgres://... (default: the embedded database in the data dir)
+  TOLLGATE_REDIS_URL     redis://... to share rate limits between several gateways
   TOLLGATE_HOST, TOLLGATE_PORT, TOLLGATE_LOG_LEVEL, TOLLGATE_DATA_DIR, TOLLGATE_CONFIG
 
 Examples:
@@ -101,10 +115,25 @@ async function main(argv: string[]): Promise<number> {
     return EXIT_OK;
   }
   if (command.startsWith('-')) return usageError(`unknown option "${command}"`, 'main');
-  if (command !== 'serve') {
-    return usageError(`unknown command "${command}" (available: serve)`, 'main');
+  const io = {
+    out: (text: string) => process.stdout.write(text),
+    err: (text: string) => process.stderr.write(text),
+  };
+  switch (command) {
+    case 'serve':
+      return serveCommand(rest);
+    case 'tenants':
+      return tenantsCommand(rest, io);
+    case 'keys':
+      return keysCommand(rest, io);
+    case 'usage':
+      return usageCommand(rest, io);
+    default:
+      return usageError(
+        `unknown command "${command}" (available: serve, tenants, keys, usage)`,
+        'main',
+      );
   }
-  return serveCommand(rest);
 }
 
 async function serveCommand(args: string[]): Promise<number> {
@@ -154,10 +183,10 @@ async function serveCommand(args: string[]): Promise<number> {
 
   if (config.configFile) logger.info({ configFile: config.configFile }, 'configuration loaded');
   for (const notice of config.notices) process.stderr.write(`tollgate: warning: ${notice}\n`);
-  if (config.apiKeys.length === 0) {
+  if (gateway.openAccess) {
     // startGateway refuses this on any non-loopback address, so only this machine is exposed.
     process.stderr.write(
-      'tollgate: WARNING: no API keys are set, so every program on this machine can use the gateway without one. Set TOLLGATE_API_KEYS=<key1>,<key2> to require keys.\n',
+      `tollgate: WARNING: there are no API keys yet, so every program on this machine can use the gateway without one.\n${FIRST_KEY_HELP.replace(/^/gm, 'tollgate:   ')}\n`,
     );
   }
   logger.info({ url: gateway.url }, 'listening');

@@ -286,8 +286,6 @@ describe('loadConfig', () => {
   it('behavior: variables of later features are accepted with a notice; unknown ones get a hint', () => {
     const config = loadConfig({
       env: {
-        TOLLGATE_DATABASE_URL: 'postgres://x',
-        TOLLGATE_REDIS_URL: 'redis://x',
         TOLLGATE_DISCOVERY_PORTS: '8080:llama',
         TOLLGATE_ENCRYPTION_REQUIRED: 'true',
         TOLLGATE_X402_PAY_TO: '0xabc',
@@ -300,14 +298,56 @@ describe('loadConfig', () => {
       },
       cwd: directory(),
     });
-    expect(config.notices).toHaveLength(10);
+    expect(config.notices).toHaveLength(8);
     expect(config.notices).toContain(
-      'TOLLGATE_REDIS_URL is set, but this version of the gateway does not use it yet; it is ignored.',
+      'TOLLGATE_X402_PAY_TO is set, but this version of the gateway does not use it yet; it is ignored.',
     );
     expect(config.notices).toContain(
       'Unknown environment variable TOLLGATE_API_KEY is ignored (did you mean TOLLGATE_API_KEYS?).',
     );
     expect(config.apiKeys).toEqual([]);
+  });
+
+  it('behavior: the database and Redis URLs come from the environment, never echoed in problems', () => {
+    const config = loadConfig({
+      env: {
+        TOLLGATE_DATABASE_URL: 'postgres://app:pw@127.0.0.1:5432/tollgate',
+        TOLLGATE_REDIS_URL: 'redis://127.0.0.1:6379',
+      },
+      cwd: directory(),
+    });
+    expect(config.databaseUrl).toBe('postgres://app:pw@127.0.0.1:5432/tollgate');
+    expect(config.redisUrl).toBe('redis://127.0.0.1:6379');
+    expect(config.notices).toEqual([]);
+    const problems = problemsOf({
+      env: { TOLLGATE_DATABASE_URL: 'mysql://root:hunter2@db/x', TOLLGATE_REDIS_URL: 'http://x' },
+      cwd: directory(),
+    });
+    expect(problems).toHaveLength(2);
+    expect(problems[0]).toContain('database_url: must be a postgres:// or postgresql:// URL');
+    expect(problems[0]).toContain('(from TOLLGATE_DATABASE_URL)');
+    expect(problems.join('\n')).not.toContain('hunter2');
+  });
+
+  it('behavior: tenancy settings have defaults and take prices per model', () => {
+    const config = loadConfig({
+      values: {
+        tenancy: { default_max_tokens: 256, prices: { 'llama3*': { input: 0.1, output: 0.2 } } },
+      },
+      env: {},
+      cwd: directory(),
+    });
+    expect(config.tenancy).toEqual({
+      defaultMaxTokens: 256,
+      keyCacheMs: 10_000,
+      prices: { 'llama3*': { input: 0.1, output: 0.2 } },
+    });
+    const problems = problemsOf({
+      values: { tenancy: { prices: { m: { input: -1 } } } },
+      env: {},
+      cwd: directory(),
+    });
+    expect(problems.join('\n')).toMatch(/tenancy\.prices\.m\.input: must be a number, 0 or more/);
   });
 
   it('behavior: empty environment variables count as unset', () => {

@@ -69,6 +69,32 @@ const httpUrl = z.string({ error: 'must be an http:// or https:// URL' }).refine
   { error: 'must be an http:// or https:// URL, e.g. http://127.0.0.1:11434' },
 );
 
+function urlWithScheme(schemes: string[], example: string) {
+  const message = `must be a ${schemes.map((scheme) => `${scheme}//`).join(' or ')} URL, e.g. ${example}`;
+  return z.string({ error: message }).refine(
+    (value) => {
+      try {
+        return schemes.includes(new URL(value).protocol);
+      } catch {
+        return false;
+      }
+    },
+    { error: message },
+  );
+}
+
+const PriceSchema = z.strictObject(
+  {
+    input: z
+      .number({ error: 'must be a number, 0 or more' })
+      .min(0, { error: 'must be a number, 0 or more' }),
+    output: z
+      .number({ error: 'must be a number, 0 or more' })
+      .min(0, { error: 'must be a number, 0 or more' }),
+  },
+  { error: 'must be a map with "input" and "output" (US dollars per million tokens)' },
+);
+
 const BackendSchema = z.strictObject(
   {
     name: text().optional(),
@@ -117,6 +143,11 @@ export const ConfigFileSchema = z.strictObject(
       .default('info'),
     api_keys: stringList().default([]),
     admin_key: text().optional(),
+    database_url: urlWithScheme(
+      ['postgres:', 'postgresql:'],
+      'postgres://user@127.0.0.1:5432/tollgate',
+    ).optional(),
+    redis_url: urlWithScheme(['redis:', 'rediss:'], 'redis://127.0.0.1:6379').optional(),
     backends: z.array(BackendSchema, { error: 'must be a list of backends' }).default([]),
     aliases: z
       .record(text('a model name'), text('a model name'), {
@@ -141,6 +172,18 @@ export const ConfigFileSchema = z.strictObject(
       failure_threshold: integer(1).default(3),
     }),
     upstream: section({ first_byte_timeout_seconds: positiveSeconds().default(600) }),
+    tenancy: section({
+      default_max_tokens: integer(1).default(1024),
+      key_cache_seconds: z
+        .number({ error: 'must be a number of seconds, 0 or more' })
+        .min(0, { error: 'must be a number of seconds, 0 or more' })
+        .default(10),
+      prices: z
+        .record(text('a model name or glob'), PriceSchema, {
+          error: 'must be a map of model name (or glob) to { input, output } prices',
+        })
+        .default({}),
+    }),
     shutdown: section({
       grace_seconds: z
         .number({ error: 'must be a number of seconds, 0 or more' })
@@ -186,8 +229,12 @@ export interface Config {
   logLevel: LogLevel;
   /** Static client keys, each an unlimited caller. @default [] */
   apiKeys: string[];
-  /** Bearer key of the admin API (not served yet). */
+  /** Bearer key of the admin API; unset turns the admin API off. */
   adminKey?: string;
+  /** PostgreSQL URL; unset keeps records in PGlite under the data dir. */
+  databaseUrl?: string;
+  /** Redis URL for limiter state shared by several gateways; unset keeps it in memory. */
+  redisUrl?: string;
   /** @default [] */
   backends: BackendConfig[];
   /** Alias -> model name. @default {} */
@@ -217,6 +264,14 @@ export interface Config {
   shutdown: {
     /** How long in-flight requests may run on after shutdown starts. @default 30000 */
     graceMs: number;
+  };
+  tenancy: {
+    /** Completion tokens reserved for a request without max_tokens. @default 1024 */
+    defaultMaxTokens: number;
+    /** How long a looked-up API key is cached. @default 10000 */
+    keyCacheMs: number;
+    /** US dollars per million tokens, by model name or glob. @default {} */
+    prices: Record<string, { input: number; output: number }>;
   };
   /** The config file that was read, if any (absolute path). */
   configFile?: string;
@@ -273,12 +328,12 @@ const ENV_USED = new Set([
   'TOLLGATE_ADMIN_KEY',
   'TOLLGATE_BACKEND_URL',
   'TOLLGATE_BACKEND_TYPE',
+  'TOLLGATE_DATABASE_URL',
+  'TOLLGATE_REDIS_URL',
 ]);
 
 /** Environment variables of features that come later: accepted, not used yet. */
 const ENV_LATER = new Set([
-  'TOLLGATE_DATABASE_URL',
-  'TOLLGATE_REDIS_URL',
   'TOLLGATE_DISCOVERY_PORTS',
   'TOLLGATE_ENCRYPTION_REQUIRED',
   'TOLLGATE_X402_PAY_TO',
@@ -288,7 +343,13 @@ const ENV_LATER = new Set([
   'TOLLGATE_X402_VERIFY_ONLY',
 ]);
 
-const SECRET_ENV = new Set(['TOLLGATE_API_KEYS', 'TOLLGATE_ADMIN_KEY']);
+// Named but never echoed in problem lines: keys, and URLs that may carry passwords.
+const SECRET_ENV = new Set([
+  'TOLLGATE_API_KEYS',
+  'TOLLGATE_ADMIN_KEY',
+  'TOLLGATE_DATABASE_URL',
+  'TOLLGATE_REDIS_URL',
+]);
 
 /**
  * Loads the configuration: defaults, then the YAML file (`--config`, else `TOLLGATE_CONFIG`,
@@ -367,6 +428,10 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   }
   if (value('TOLLGATE_ADMIN_KEY') !== undefined)
     fromEnv('admin_key', 'TOLLGATE_ADMIN_KEY', value('TOLLGATE_ADMIN_KEY'));
+  if (value('TOLLGATE_DATABASE_URL') !== undefined)
+    fromEnv('database_url', 'TOLLGATE_DATABASE_URL', value('TOLLGATE_DATABASE_URL'));
+  if (value('TOLLGATE_REDIS_URL') !== undefined)
+    fromEnv('redis_url', 'TOLLGATE_REDIS_URL', value('TOLLGATE_REDIS_URL'));
   if (value('TOLLGATE_API_KEYS') !== undefined) {
     const keys = value('TOLLGATE_API_KEYS')!
       .split(',')
@@ -511,9 +576,16 @@ function toConfig(
     },
     upstream: { firstByteTimeoutMs: file.upstream.first_byte_timeout_seconds * 1000 },
     shutdown: { graceMs: file.shutdown.grace_seconds * 1000 },
+    tenancy: {
+      defaultMaxTokens: file.tenancy.default_max_tokens,
+      keyCacheMs: file.tenancy.key_cache_seconds * 1000,
+      prices: file.tenancy.prices,
+    },
     notices: [],
   };
   if (file.admin_key !== undefined) config.adminKey = file.admin_key;
+  if (file.database_url !== undefined) config.databaseUrl = file.database_url;
+  if (file.redis_url !== undefined) config.redisUrl = file.redis_url;
   return config;
 }
 

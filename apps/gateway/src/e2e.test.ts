@@ -13,7 +13,7 @@ import OpenAI, { APIError } from 'openai';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { loadConfig } from './config.js';
 import { type Gateway, startGateway } from './server.js';
-import { captureLogger } from './test-helpers.js';
+import { captureLogger, tempDataDir, testStore } from './test-helpers.js';
 
 // Generous: these run real sockets and may share a loaded machine.
 vi.setConfig({ testTimeout: 30_000, hookTimeout: 30_000 });
@@ -74,11 +74,14 @@ async function harness(
   });
   cleanups.push(() => ollama.close());
   const log = captureLogger();
+  const dataDir = tempDataDir();
+  cleanups.push(dataDir.cleanup);
   const config = loadConfig({
     env: {},
     argv: { port: 0 },
     values: {
       api_keys: [KEY],
+      data_dir: dataDir.path,
       aliases: { fast: 'fake-model' },
       shutdown: { grace_seconds: 5 },
       backends: [
@@ -89,7 +92,7 @@ async function harness(
       ...options.values,
     },
   });
-  const gateway = await startGateway(config, { logger: log.logger });
+  const gateway = await startGateway(config, { logger: log.logger, store: await testStore() });
   cleanups.push(() => gateway.close());
   const client = new OpenAI({
     baseURL: `${gateway.url}/v1`,

@@ -4,7 +4,7 @@ import { type FakeUpstream, startFakeUpstream } from '@tollgate/backends/testing
 import { afterEach, describe, expect, it } from 'vitest';
 import { isConfigError, loadConfig } from './config.js';
 import { type Gateway, startGateway } from './server.js';
-import { captureLogger } from './test-helpers.js';
+import { captureLogger, tempDataDir, testStore } from './test-helpers.js';
 
 const KEY = 'sk-server-test';
 const cleanups: Array<() => Promise<unknown>> = [];
@@ -24,12 +24,22 @@ async function setup(
     chunkDelayMs: 20,
   });
   cleanups.push(() => upstream.close());
+  const dataDir = tempDataDir();
+  cleanups.push(dataDir.cleanup);
   const config = loadConfig({
     env: {},
     argv: { port: 0 },
-    values: { api_keys: [KEY], backends: [{ url: upstream.baseURL }], ...values },
+    values: {
+      api_keys: [KEY],
+      backends: [{ url: upstream.baseURL }],
+      data_dir: dataDir.path,
+      ...values,
+    },
   });
-  const gateway = await startGateway(config, { logger: captureLogger().logger });
+  const gateway = await startGateway(config, {
+    logger: captureLogger().logger,
+    store: await testStore(),
+  });
   cleanups.push(() => gateway.close());
   return { gateway, upstream };
 }
@@ -100,10 +110,16 @@ describe('startGateway', { timeout: 60_000 }, () => {
     await new Promise<void>((done) => busy.listen(0, '127.0.0.1', () => done()));
     cleanups.push(() => new Promise((done) => busy.close(done)));
     const port = (busy.address() as AddressInfo).port;
-    const config = loadConfig({ env: {}, argv: { port }, values: { api_keys: [KEY] } });
+    const dataDir = tempDataDir();
+    cleanups.push(dataDir.cleanup);
+    const config = loadConfig({
+      env: {},
+      argv: { port },
+      values: { api_keys: [KEY], data_dir: dataDir.path },
+    });
     let caught: unknown;
     try {
-      await startGateway(config, { logger: captureLogger().logger });
+      await startGateway(config, { logger: captureLogger().logger, store: await testStore() });
     } catch (error) {
       caught = error;
     }
@@ -115,12 +131,14 @@ describe('startGateway', { timeout: 60_000 }, () => {
     const log = captureLogger();
     const upstream = await startFakeUpstream({ kind: 'openai' });
     cleanups.push(() => upstream.close());
+    const dataDir = tempDataDir();
+    cleanups.push(dataDir.cleanup);
     const config = loadConfig({
       env: {},
       argv: { port: 0 },
-      values: { backends: [{ url: upstream.baseURL }] },
+      values: { backends: [{ url: upstream.baseURL }], data_dir: dataDir.path },
     });
-    const gateway = await startGateway(config, { logger: log.logger });
+    const gateway = await startGateway(config, { logger: log.logger, store: await testStore() });
     cleanups.push(() => gateway.close());
     const warning = await log.waitFor(
       (line) => line.level === 'warn' && String(line.msg).includes('NO API KEYS'),

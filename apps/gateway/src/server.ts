@@ -12,11 +12,14 @@ import {
   type ModelConcurrency,
   type Router,
 } from '@tollgate/backends';
+import type { Tenancy, TenancyStore } from '@tollgate/tenancy';
 import type { Hono } from 'hono';
 import { type AccessControl, resolveAccess } from './access.js';
+import { createAdminApp } from './admin.js';
 import { createApp, describeError, type GatewayEnv } from './app.js';
 import { type Config, ConfigError } from './config.js';
 import { createLogger, type Logger } from './logger.js';
+import { openTenancy } from './tenancy-setup.js';
 import { createUpstreamFetch } from './upstream-fetch.js';
 
 /** Options for {@link startGateway}. */
@@ -27,6 +30,11 @@ export interface StartGatewayOptions {
   access?: AccessControl;
   /** Overrides the router built from `config.backends` (for embedding and tests). */
   router?: Router;
+  /**
+   * An open tenancy store to use instead of the configured database (for embedding and tests,
+   * e.g. one in-memory PGlite shared by many gateways); it is not closed with the gateway.
+   */
+  store?: TenancyStore;
 }
 
 /** A running gateway. */
@@ -37,6 +45,9 @@ export interface Gateway {
   port: number;
   app: Hono<GatewayEnv>;
   router: Router;
+  tenancy: Tenancy;
+  /** Whether callers without a key were let in at start (no keys and no tenants existed). */
+  openAccess: boolean;
   /** The Node server. */
   server: Server;
   /** Requests being served now. */
@@ -65,18 +76,58 @@ export async function startGateway(
   options: StartGatewayOptions = {},
 ): Promise<Gateway> {
   const logger = options.logger ?? createLogger({ level: config.logLevel });
-  let access = options.access;
-  if (!access) {
-    const resolved = resolveAccess(config);
-    access = resolved.access;
-    if (resolved.warning) logger.warn(resolved.warning);
-  }
   for (const notice of config.notices) logger.warn(notice);
+
+  const opened = await openTenancy(config, {
+    logger,
+    role: 'serve',
+    ...(options.store ? { store: options.store } : {}),
+  });
+  const { tenancy } = opened;
+  let onTenantCreated: (() => void) | undefined;
+  let access = options.access;
+  let openAccess = false;
+  try {
+    const recovered = await tenancy.start();
+    if (recovered.replayed > 0 || recovered.interrupted > 0) {
+      logger.warn(
+        recovered,
+        'recorded what the previous run left: journaled records replayed, requests cut by its end recorded as interrupted at their reserved estimate',
+      );
+    }
+    if (!access) {
+      const tenantCount = (await tenancy.listTenants()).length;
+      const resolved = resolveAccess(config, tenancy, tenantCount);
+      access = resolved.access;
+      onTenantCreated = () => resolved.access.closeAnonymous();
+      openAccess = resolved.mode === 'open';
+      if (resolved.warning) logger.warn(resolved.warning);
+    }
+  } catch (error) {
+    await opened.close();
+    throw error;
+  }
 
   // Backends built here share one keep-alive pool with no headers or body timeout.
   const upstream = options.router ? undefined : createUpstreamFetch();
   const router = options.router ?? buildRouter(config, logger, upstream?.fetch);
-  const app = createApp({ config, router, access, logger });
+  const admin =
+    config.adminKey === undefined
+      ? undefined
+      : createAdminApp({
+          tenancy,
+          adminKey: config.adminKey,
+          ...(onTenantCreated ? { onTenantCreated } : {}),
+        });
+  const app = createApp({
+    config,
+    router,
+    access,
+    logger,
+    ...(admin ? { admin } : {}),
+    notReady: () =>
+      tenancy.healthy ? undefined : 'usage records cannot be written: the database is unreachable',
+  });
 
   let closing = false;
   let inFlight = 0;
@@ -129,6 +180,7 @@ export async function startGateway(
   }).catch(async (error: unknown) => {
     await router.close();
     await upstream?.close();
+    await opened.close();
     throw error;
   });
   server.on('error', (error) => logger.error({ error: describeError(error) }, 'server error'));
@@ -161,12 +213,31 @@ export async function startGateway(
       }
       await router.close();
       await upstream?.close();
+      // After the last settlement: what is queued is written, the rest stays in the journal.
+      await opened
+        .close()
+        .catch((error: unknown) =>
+          logger.error(
+            { error: describeError(error) },
+            'writing the last usage records failed; they are kept in the journal for the next start',
+          ),
+        );
       logger.info('gateway stopped');
     })();
     return closed;
   };
 
-  return { url, port: address.port, app, router, server, inFlight: () => inFlight, close };
+  return {
+    url,
+    port: address.port,
+    app,
+    router,
+    tenancy,
+    openAccess,
+    server,
+    inFlight: () => inFlight,
+    close,
+  };
 }
 
 /**

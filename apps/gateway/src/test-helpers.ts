@@ -1,7 +1,11 @@
 /**
  * Helpers shared by the gateway's tests (not exported from the package).
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { createPgliteStore, type TenancyStore } from '@tollgate/tenancy';
 import type { DestinationStream } from 'pino';
 import { createLogger, type Logger } from './logger.js';
 
@@ -72,4 +76,21 @@ export function deferred<T>(): { promise: Promise<T>; resolve: (value: T) => voi
     resolve = done;
   });
   return { promise, resolve };
+}
+
+let sharedStore: Promise<TenancyStore> | undefined;
+
+/**
+ * One in-memory PGlite tenancy store for a whole test file: opening one takes seconds, and
+ * gateways given a store leave it open. Tests tell their records apart by request id.
+ */
+export function testStore(): Promise<TenancyStore> {
+  sharedStore ??= createPgliteStore({});
+  return sharedStore;
+}
+
+/** A fresh data directory under the OS temp dir; `cleanup` removes it. */
+export function tempDataDir(): { path: string; cleanup: () => Promise<void> } {
+  const path = mkdtempSync(join(tmpdir(), 'tollgate-data-'));
+  return { path, cleanup: async () => rmSync(path, { recursive: true, force: true }) };
 }

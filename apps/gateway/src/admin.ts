@@ -1,0 +1,425 @@
+/**
+ * The admin API under /admin: tenants, their keys, usage and the audit log, behind a bearer
+ * admin key. JSON in snake_case (users script against these shapes: keep them stable).
+ */
+import { hash, timingSafeEqual } from 'node:crypto';
+import { formatIssuePath, TollgateError } from '@tollgate/protocol';
+import {
+  type ActorContext,
+  type AuditEntry,
+  type KeyView,
+  limitsToJson,
+  type Tenancy,
+  type Tenant,
+  type UsageQuery,
+  type UsageRow,
+} from '@tollgate/tenancy';
+import { type Context, Hono } from 'hono';
+import { z } from 'zod';
+import { type GatewayEnv, remoteAddress } from './app.js';
+
+/** Options for {@link createAdminApp}. */
+export interface AdminOptions {
+  tenancy: Tenancy;
+  /** The bearer key callers of /admin must send. */
+  adminKey: string;
+  /** Called after a tenant was created (the gateway stops running open). */
+  onTenantCreated?: (tenant: Tenant) => void;
+  /** @default Date.now */
+  now?: () => number;
+}
+
+/** A tenant as the admin API shows it. */
+export function tenantJson(tenant: Tenant) {
+  return {
+    id: tenant.id,
+    object: 'tenant' as const,
+    name: tenant.name,
+    limits: limitsToJson(tenant.limits),
+    created_at: tenant.createdAt.toISOString(),
+    updated_at: tenant.updatedAt.toISOString(),
+  };
+}
+
+/** A key as the admin API shows it; `key` (the secret) only right after issue or rotate. */
+export function keyJson(key: KeyView & { key?: string }) {
+  return {
+    id: key.id,
+    object: 'api_key' as const,
+    ...(key.key !== undefined ? { key: key.key } : {}),
+    tenant_id: key.tenantId,
+    name: key.name,
+    state: key.state,
+    created_at: key.createdAt.toISOString(),
+    expires_at: key.expiresAt?.toISOString() ?? null,
+    revoked_at: key.revokedAt?.toISOString() ?? null,
+    replaced_by: key.replacedBy,
+  };
+}
+
+/** An audit entry as the admin API shows it. */
+export function auditJson(entry: AuditEntry) {
+  return {
+    id: entry.id,
+    at: entry.at.toISOString(),
+    actor: entry.actor,
+    action: entry.action,
+    target: entry.target,
+    result: entry.result,
+    status: entry.httpStatus,
+    method: entry.method,
+    path: entry.path,
+    remote_address: entry.remoteAddress,
+    request_id: entry.requestId,
+    detail: entry.detail,
+  };
+}
+
+/** The columns of a usage row, in CSV order after the grouping keys. */
+export const USAGE_SUMS = [
+  'requests',
+  'prompt_tokens',
+  'completion_tokens',
+  'total_tokens',
+  'cost_usd',
+  'estimated_requests',
+] as const;
+
+/** A usage row as the admin API shows it (grouping keys only when grouped by them). */
+export function usageRowJson(row: UsageRow) {
+  return {
+    ...(row.tenantId !== undefined ? { tenant_id: row.tenantId } : {}),
+    ...(row.model !== undefined ? { model: row.model } : {}),
+    ...(row.day !== undefined ? { day: row.day } : {}),
+    requests: row.requests,
+    prompt_tokens: row.promptTokens,
+    completion_tokens: row.completionTokens,
+    total_tokens: row.totalTokens,
+    cost_usd: row.costMicroUsd / 1_000_000,
+    estimated_requests: row.estimatedRequests,
+  };
+}
+
+/** Sums of usage rows. */
+export function usageTotals(rows: UsageRow[]) {
+  const totals = {
+    requests: 0,
+    prompt_tokens: 0,
+    completion_tokens: 0,
+    total_tokens: 0,
+    cost_usd: 0,
+    estimated_requests: 0,
+  };
+  let cost = 0;
+  for (const row of rows) {
+    totals.requests += row.requests;
+    totals.prompt_tokens += row.promptTokens;
+    totals.completion_tokens += row.completionTokens;
+    totals.total_tokens += row.totalTokens;
+    totals.estimated_requests += row.estimatedRequests;
+    cost += row.costMicroUsd;
+  }
+  totals.cost_usd = cost / 1_000_000;
+  return totals;
+}
+
+/** Usage rows as CSV (RFC 4180), with the grouping columns first. */
+export function usageCsv(rows: UsageRow[], groupBy: UsageQuery['groupBy'] = []): string {
+  const keys = groupBy.map((key) => (key === 'tenant' ? 'tenant_id' : key));
+  const columns = [...keys, ...USAGE_SUMS];
+  const csvField = (value: unknown) => {
+    const text = value === undefined || value === null ? '' : String(value);
+    return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+  };
+  const lines = [columns.join(',')];
+  for (const row of rows) {
+    const json = usageRowJson(row) as Record<string, unknown>;
+    lines.push(columns.map((column) => csvField(json[column])).join(','));
+  }
+  return `${lines.join('\r\n')}\r\n`;
+}
+
+const RELATIVE = /^(\d+)\s*(m|h|d|w)$/;
+const UNIT_MS = { m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 } as const;
+
+/**
+ * Reads a time bound: an ISO 8601 date or date-time (`2026-11-01`, `2026-11-01T10:00:00Z`), or
+ * a duration back from now (`30m`, `24h`, `7d`, `2w`).
+ *
+ * @throws {TollgateError} `invalid_request` naming `param`.
+ */
+export function parseTimeBound(value: string, param: string, now = Date.now()): Date {
+  const relative = RELATIVE.exec(value.trim());
+  if (relative) {
+    return new Date(now - Number(relative[1]) * UNIT_MS[relative[2] as keyof typeof UNIT_MS]);
+  }
+  const time = /^\d{4}-\d{2}-\d{2}/.test(value) ? Date.parse(value) : Number.NaN;
+  if (Number.isNaN(time)) {
+    throw new TollgateError(
+      'invalid_request',
+      `${param} must be an ISO date or time (2026-11-01, 2026-11-01T10:00:00Z) or a duration back from now (30m, 24h, 7d, 2w); got "${value}".`,
+      { param },
+    );
+  }
+  return new Date(time);
+}
+
+const GROUPS = ['tenant', 'model', 'day'] as const;
+
+/** Reads `group_by` (comma-separated, or repeated). */
+export function parseGroupBy(values: string[]): UsageQuery['groupBy'] {
+  const groups = values
+    .flatMap((value) => value.split(','))
+    .map((value) => value.trim())
+    .filter(Boolean);
+  for (const group of groups) {
+    if (!(GROUPS as readonly string[]).includes(group)) {
+      throw new TollgateError(
+        'invalid_request',
+        `group_by must be one or more of ${GROUPS.join(', ')}; got "${group}".`,
+        { param: 'group_by' },
+      );
+    }
+  }
+  return [...new Set(groups)] as UsageQuery['groupBy'];
+}
+
+const createTenantBody = z.strictObject({ name: z.unknown(), limits: z.unknown().optional() });
+const updateTenantBody = z.strictObject({
+  name: z.unknown().optional(),
+  limits: z.unknown().optional(),
+});
+const issueKeyBody = z.strictObject({
+  name: z.string().optional(),
+  expires_at: z.union([z.iso.datetime({ offset: true }), z.null()]).optional(),
+});
+const rotateKeyBody = z.strictObject({ grace_seconds: z.number().optional() });
+
+async function readBody<T>(c: Context<GatewayEnv>, schema: z.ZodType<T>): Promise<T> {
+  const text = await c.req.text();
+  let value: unknown = {};
+  if (text.trim() !== '') {
+    try {
+      value = JSON.parse(text);
+    } catch (error) {
+      throw new TollgateError(
+        'invalid_json',
+        `The request body is not valid JSON (${(error as Error).message}).`,
+      );
+    }
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new TollgateError('invalid_request', 'The request body must be a JSON object.');
+  }
+  const result = schema.safeParse(value);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    const param =
+      issue.code === 'unrecognized_keys' ? issue.keys[0]! : formatIssuePath(issue.path) || null;
+    const message =
+      issue.code === 'unrecognized_keys'
+        ? `Unknown field "${issue.keys[0]}".`
+        : `Invalid ${param}: ${issue.message}.`;
+    throw new TollgateError('invalid_request', message, { param });
+  }
+  return result.data;
+}
+
+function sha256(value: string): Buffer {
+  return hash('sha256', value, 'buffer');
+}
+
+/**
+ * Builds the admin API as a Hono app, to be mounted at /admin.
+ *
+ * @example
+ * ```ts
+ * const admin = createAdminApp({ tenancy, adminKey: process.env.TOLLGATE_ADMIN_KEY! });
+ * createApp({ config, router, access, logger, admin });
+ * ```
+ */
+export function createAdminApp(options: AdminOptions): Hono<GatewayEnv> {
+  const { tenancy } = options;
+  const now = options.now ?? Date.now;
+  const adminKeyHash = sha256(options.adminKey);
+  const admin = new Hono<GatewayEnv>();
+
+  admin.use('*', async function adminAuth(c, next) {
+    const authorization = c.req.header('authorization')?.trim() ?? '';
+    const match = /^Bearer\s+(.+)$/i.exec(authorization);
+    if (!match) {
+      throw new TollgateError(
+        'missing_api_key',
+        'The admin API needs the admin key: send "Authorization: Bearer <TOLLGATE_ADMIN_KEY>".',
+      );
+    }
+    if (!timingSafeEqual(sha256(match[1]!.trim()), adminKeyHash)) {
+      tenancy.recordAudit({
+        actor: 'unknown',
+        action: 'admin.auth',
+        result: 'denied',
+        httpStatus: 401,
+        method: c.req.method,
+        path: c.req.path,
+        remoteAddress: remoteAddress(c),
+        requestId: c.get('requestId') ?? null,
+      });
+      throw new TollgateError('invalid_api_key', 'The admin key is not valid.');
+    }
+    await next();
+  });
+
+  const actor = (c: Context<GatewayEnv>): ActorContext => ({
+    actor: 'admin',
+    method: c.req.method,
+    path: c.req.path,
+    remoteAddress: remoteAddress(c),
+    requestId: c.get('requestId') ?? null,
+  });
+
+  admin.post('/tenants', async (c) => {
+    const body = await readBody(c, createTenantBody);
+    const tenant = await tenancy.createTenant(
+      { name: body.name as string, limits: body.limits as never },
+      actor(c),
+    );
+    options.onTenantCreated?.(tenant);
+    return c.json(tenantJson(tenant), 201);
+  });
+
+  admin.get('/tenants', async (c) => {
+    const tenants = await tenancy.listTenants();
+    return c.json({ object: 'list', data: tenants.map(tenantJson) });
+  });
+
+  admin.get('/tenants/:id', async (c) =>
+    c.json(tenantJson(await tenancy.getTenant(c.req.param('id')))),
+  );
+
+  admin.patch('/tenants/:id', async (c) => {
+    const body = await readBody(c, updateTenantBody);
+    const tenant = await tenancy.updateTenant(
+      c.req.param('id'),
+      {
+        ...(body.name !== undefined ? { name: body.name as string } : {}),
+        ...(body.limits !== undefined ? { limits: body.limits as never } : {}),
+      },
+      actor(c),
+    );
+    return c.json(tenantJson(tenant));
+  });
+
+  admin.delete('/tenants/:id', async (c) => {
+    const tenant = await tenancy.getTenant(c.req.param('id'));
+    await tenancy.deleteTenant(tenant.id, actor(c));
+    return c.json({ id: tenant.id, object: 'tenant.deleted', deleted: true });
+  });
+
+  admin.post('/tenants/:id/keys', async (c) => {
+    const body = await readBody(c, issueKeyBody);
+    const key = await tenancy.issueKey(
+      c.req.param('id'),
+      {
+        ...(body.name !== undefined ? { name: body.name } : {}),
+        expiresAt: body.expires_at ? new Date(body.expires_at) : null,
+      },
+      actor(c),
+    );
+    return c.json(keyJson(key), 201);
+  });
+
+  admin.get('/tenants/:id/keys', async (c) => {
+    const keys = await tenancy.listKeys(c.req.param('id'));
+    return c.json({ object: 'list', data: keys.map(keyJson) });
+  });
+
+  admin.post('/keys/:id/rotate', async (c) => {
+    const body = await readBody(c, rotateKeyBody);
+    const { key, previous } = await tenancy.rotateKey(
+      c.req.param('id'),
+      { graceSeconds: body.grace_seconds ?? 3600 },
+      actor(c),
+    );
+    return c.json({ ...keyJson(key), previous: keyJson(previous) }, 201);
+  });
+
+  admin.post('/keys/:id/revoke', async (c) => {
+    await readBody(c, z.strictObject({}));
+    return c.json(keyJson(await tenancy.revokeKey(c.req.param('id'), actor(c))));
+  });
+
+  admin.get('/usage', async (c) => {
+    const query = c.req.query();
+    const known = new Set(['tenant', 'model', 'since', 'until', 'group_by', 'format']);
+    for (const name of Object.keys(query)) {
+      if (!known.has(name)) {
+        throw new TollgateError('invalid_request', `Unknown query parameter "${name}".`, {
+          param: name,
+        });
+      }
+    }
+    const format = query.format ?? 'json';
+    if (format !== 'json' && format !== 'csv') {
+      throw new TollgateError('invalid_request', 'format must be json or csv.', {
+        param: 'format',
+      });
+    }
+    const usageQuery: UsageQuery = { groupBy: parseGroupBy(c.req.queries('group_by') ?? []) };
+    // A tenant by id or name; ids of callers outside the tenants table (`static:...`,
+    // `anonymous`) are taken as they are.
+    if (query.tenant) usageQuery.tenantId = await resolveTenantId(tenancy, query.tenant);
+    if (query.model) usageQuery.model = query.model;
+    if (query.since) usageQuery.since = parseTimeBound(query.since, 'since', now());
+    if (query.until) usageQuery.until = parseTimeBound(query.until, 'until', now());
+    const rows = await tenancy.usage(usageQuery);
+    if (format === 'csv') {
+      return c.body(usageCsv(rows, usageQuery.groupBy), 200, {
+        'content-type': 'text/csv; charset=utf-8',
+      });
+    }
+    return c.json({ object: 'list', data: rows.map(usageRowJson), totals: usageTotals(rows) });
+  });
+
+  admin.get('/audit', async (c) => {
+    const query = c.req.query();
+    const known = new Set(['actor', 'action', 'target', 'since', 'until', 'limit']);
+    for (const name of Object.keys(query)) {
+      if (!known.has(name)) {
+        throw new TollgateError('invalid_request', `Unknown query parameter "${name}".`, {
+          param: name,
+        });
+      }
+    }
+    let limit: number | undefined;
+    if (query.limit !== undefined) {
+      limit = Number(query.limit);
+      if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
+        throw new TollgateError('invalid_request', 'limit must be a whole number from 1 to 1000.', {
+          param: 'limit',
+        });
+      }
+    }
+    await tenancy.flush().catch(() => {});
+    const entries = await tenancy.audit({
+      ...(query.actor ? { actor: query.actor } : {}),
+      ...(query.action ? { action: query.action } : {}),
+      ...(query.target ? { target: query.target } : {}),
+      ...(query.since ? { since: parseTimeBound(query.since, 'since', now()) } : {}),
+      ...(query.until ? { until: parseTimeBound(query.until, 'until', now()) } : {}),
+      ...(limit !== undefined ? { limit } : {}),
+    });
+    return c.json({ object: 'list', data: entries.map(auditJson) });
+  });
+
+  return admin;
+}
+
+/** A tenant's id from its id or name; other caller ids (`static:...`, `anonymous`) as given. */
+export async function resolveTenantId(tenancy: Tenancy, value: string): Promise<string> {
+  try {
+    return (await tenancy.getTenant(value)).id;
+  } catch (error) {
+    if ((error as { code?: unknown }).code === 'not_found') return value;
+    throw error;
+  }
+}
