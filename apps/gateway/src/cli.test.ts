@@ -1,28 +1,12 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join } from 'node:path';
 import { type FakeUpstream, startFakeUpstream } from '@tollgate/backends/testing';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { type CliRun, runCli } from './test-helpers.js';
 
 // Each run is a real process that opens the embedded database (seconds on a loaded machine).
 vi.setConfig({ testTimeout: 60_000 });
-
-const here = dirname(fileURLToPath(import.meta.url));
-const root = resolve(here, '../../..');
-const cli = join(here, 'cli.ts');
-// Loading tsx with --import keeps the gateway in this one process, so signals reach it.
-const tsxLoader = pathToFileURL(join(root, 'node_modules/tsx/dist/loader.mjs')).href;
-
-interface Run {
-  child: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  exit: Promise<number | null>;
-  /** Resolves with the first stderr match. */
-  waitForStderr(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
-}
 
 const cleanups: Array<() => unknown> = [];
 
@@ -37,61 +21,10 @@ function tempDir(files: Record<string, string> = {}): string {
   return path;
 }
 
-function run(args: string[], options: { env?: Record<string, string>; cwd?: string } = {}): Run {
-  // The runner's own TOLLGATE_* variables must not leak into the child.
-  const env: Record<string, string> = {};
-  for (const [name, value] of Object.entries(process.env)) {
-    if (!name.startsWith('TOLLGATE_') && value !== undefined) env[name] = value;
-  }
-  const child = spawn(process.execPath, ['--import', tsxLoader, cli, ...args], {
-    cwd: options.cwd ?? tempDir(),
-    env: { ...env, TOLLGATE_LOG_LEVEL: 'warn', ...options.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  const watchers: Array<() => void> = [];
-  child.stdout!.on('data', (chunk) => {
-    stdout += String(chunk);
-  });
-  child.stderr!.on('data', (chunk) => {
-    stderr += String(chunk);
-    for (const watcher of [...watchers]) watcher();
-  });
-  const exit = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
-  cleanups.push(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  return {
-    child,
-    stdout: () => stdout,
-    stderr: () => stderr,
-    exit,
-    waitForStderr(pattern, timeoutMs = 30_000) {
-      return new Promise((done, fail) => {
-        const check = () => {
-          const match = stderr.match(pattern);
-          if (!match) return;
-          watchers.splice(watchers.indexOf(check), 1);
-          clearTimeout(timer);
-          done(match);
-        };
-        const timer = setTimeout(() => {
-          watchers.splice(watchers.indexOf(check), 1);
-          fail(new Error(`stderr never matched ${pattern}:\n${stderr}`));
-        }, timeoutMs);
-        watchers.push(check);
-        check();
-        void exit.then(() => {
-          if (watchers.includes(check)) {
-            watchers.splice(watchers.indexOf(check), 1);
-            clearTimeout(timer);
-            fail(new Error(`exited before stderr matched ${pattern}:\n${stderr}`));
-          }
-        });
-      });
-    },
-  };
+function run(args: string[], options: { env?: Record<string, string>; cwd?: string } = {}): CliRun {
+  return runCli(args, { env: options.env, cwd: options.cwd ?? tempDir() }, (cleanup) =>
+    cleanups.push(cleanup),
+  );
 }
 
 async function fake(): Promise<FakeUpstream> {

@@ -1,10 +1,12 @@
 /**
  * Helpers shared by the gateway's tests (not exported from the package).
  */
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createPgliteStore, type TenancyStore } from '@tollgate/tenancy';
 import type { DestinationStream } from 'pino';
 import { createLogger, type Logger } from './logger.js';
@@ -93,4 +95,86 @@ export function testStore(): Promise<TenancyStore> {
 export function tempDataDir(): { path: string; cleanup: () => Promise<void> } {
   const path = mkdtempSync(join(tmpdir(), 'tollgate-data-'));
   return { path, cleanup: async () => rmSync(path, { recursive: true, force: true }) };
+}
+
+const here = dirname(fileURLToPath(import.meta.url));
+const cli = join(here, 'cli.ts');
+// Loading tsx with --import keeps the gateway in this one process, so signals reach it.
+const tsxLoader = pathToFileURL(
+  join(resolve(here, '../../..'), 'node_modules/tsx/dist/loader.mjs'),
+).href;
+
+/** A `tollgate` process started by {@link runCli}. */
+export interface CliRun {
+  child: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  exit: Promise<number | null>;
+  /** Resolves with the first stderr match. */
+  waitForStderr(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
+}
+
+/**
+ * Runs `tollgate <args>` as a real process (the TypeScript sources through tsx), without the
+ * runner's own TOLLGATE_* variables; `onCleanup` receives its SIGKILL for after the test.
+ */
+export function runCli(
+  args: string[],
+  options: { env?: Record<string, string>; cwd: string },
+  onCleanup: (cleanup: () => unknown) => void,
+): CliRun {
+  // The runner's own TOLLGATE_* variables must not leak into the child.
+  const env: Record<string, string> = {};
+  for (const [name, value] of Object.entries(process.env)) {
+    if (!name.startsWith('TOLLGATE_') && value !== undefined) env[name] = value;
+  }
+  const child = spawn(process.execPath, ['--import', tsxLoader, cli, ...args], {
+    cwd: options.cwd,
+    env: { ...env, TOLLGATE_LOG_LEVEL: 'warn', ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  const watchers: Array<() => void> = [];
+  child.stdout!.on('data', (chunk) => {
+    stdout += String(chunk);
+  });
+  child.stderr!.on('data', (chunk) => {
+    stderr += String(chunk);
+    for (const watcher of [...watchers]) watcher();
+  });
+  const exit = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
+  onCleanup(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  return {
+    child,
+    stdout: () => stdout,
+    stderr: () => stderr,
+    exit,
+    waitForStderr(pattern, timeoutMs = 30_000) {
+      return new Promise((done, fail) => {
+        const check = () => {
+          const match = stderr.match(pattern);
+          if (!match) return;
+          watchers.splice(watchers.indexOf(check), 1);
+          clearTimeout(timer);
+          done(match);
+        };
+        const timer = setTimeout(() => {
+          watchers.splice(watchers.indexOf(check), 1);
+          fail(new Error(`stderr never matched ${pattern}:\n${stderr}`));
+        }, timeoutMs);
+        watchers.push(check);
+        check();
+        void exit.then(() => {
+          if (watchers.includes(check)) {
+            watchers.splice(watchers.indexOf(check), 1);
+            clearTimeout(timer);
+            fail(new Error(`exited before stderr matched ${pattern}:\n${stderr}`));
+          }
+        });
+      });
+    },
+  };
 }
