@@ -181,6 +181,34 @@ async function serveCommand(args: string[]): Promise<number> {
     return EXIT_FAILURE;
   }
 
+  // Signals are handled from the moment the gateway runs, not after the start-up lines: a
+  // SIGTERM while backends are probed must still drain and close the store cleanly.
+  const stopped = new Promise<number>((resolve) => {
+    let stopping = false;
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (stopping) {
+        process.stderr.write(`tollgate: ${signal} again, exiting now\n`);
+        process.exit(EXIT_FAILURE);
+      }
+      stopping = true;
+      process.stderr.write(
+        `tollgate: ${signal} received, finishing ${gateway.inFlight()} in-flight request(s) (up to ${config.shutdown.graceMs / 1000}s; signal again to exit now)\n`,
+      );
+      gateway.close().then(
+        () => resolve(EXIT_OK),
+        (error: unknown) => {
+          logger.error(
+            { error: error instanceof Error ? error.message : String(error) },
+            'shutdown failed',
+          );
+          resolve(EXIT_FAILURE);
+        },
+      );
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+
   if (config.configFile) logger.info({ configFile: config.configFile }, 'configuration loaded');
   for (const notice of config.notices) process.stderr.write(`tollgate: warning: ${notice}\n`);
   if (gateway.openAccess) {
@@ -224,31 +252,7 @@ async function serveCommand(args: string[]): Promise<number> {
     }
   }
 
-  return new Promise<number>((resolve) => {
-    let stopping = false;
-    const onSignal = (signal: NodeJS.Signals) => {
-      if (stopping) {
-        process.stderr.write(`tollgate: ${signal} again, exiting now\n`);
-        process.exit(EXIT_FAILURE);
-      }
-      stopping = true;
-      process.stderr.write(
-        `tollgate: ${signal} received, finishing ${gateway.inFlight()} in-flight request(s) (up to ${config.shutdown.graceMs / 1000}s; signal again to exit now)\n`,
-      );
-      gateway.close().then(
-        () => resolve(EXIT_OK),
-        (error: unknown) => {
-          logger.error(
-            { error: error instanceof Error ? error.message : String(error) },
-            'shutdown failed',
-          );
-          resolve(EXIT_FAILURE);
-        },
-      );
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-  });
+  return stopped;
 }
 
 main(process.argv.slice(2)).then(
