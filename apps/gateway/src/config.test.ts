@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -348,6 +348,16 @@ describe('loadConfig', () => {
       cwd: directory(),
     });
     expect(problems.join('\n')).toMatch(/tenancy\.prices\.m\.input: must be a number, 0 or more/);
+  });
+
+  it('behavior: the example tollgate.yaml in docs/configuration.md is valid', () => {
+    const docs = readFileSync(new URL('../../../docs/configuration.md', import.meta.url), 'utf8');
+    const example = /## Example `tollgate.yaml`\s+```yaml\n([\s\S]*?)```/.exec(docs)?.[1];
+    expect(example).toBeDefined();
+    const config = loadConfig({ env: {}, cwd: directory({ 'tollgate.yaml': example! }) });
+    expect(config.backends).toHaveLength(3);
+    expect(config.databaseUrl).toMatch(/^postgres:/);
+    expect(config.tenancy.prices['llama3*']).toEqual({ input: 0.1, output: 0.2 });
   });
 
   it('behavior: empty environment variables count as unset', () => {
