@@ -3,6 +3,8 @@
  * and their headers, 429s the SDK retries by, usage records, and the open mode that ends with
  * the first tenant.
  */
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { type FakeUpstream, startFakeUpstream } from '@tollgate/backends/testing';
 import { createPgliteStore, type Tenancy, type TenancyStore } from '@tollgate/tenancy';
 import OpenAI, { APIError } from 'openai';
@@ -227,5 +229,83 @@ describe('tenancy through the gateway', () => {
       requests: 1,
       promptTokens: 3,
     });
+  });
+});
+
+describe('one tenant, hundreds of requests at once', () => {
+  it('behavior: slots never exceed the concurrency limit and admitted usage stays within the budget plus what was in flight', async () => {
+    // An upstream that counts the requests it is serving at once and answers after a pause.
+    let serving = 0;
+    let peak = 0;
+    const server = createServer((request, response) => {
+      if (request.method === 'GET') {
+        response.writeHead(200, { 'content-type': 'application/json' });
+        response.end(JSON.stringify({ object: 'list', data: [{ id: MODEL, object: 'model' }] }));
+        return;
+      }
+      serving++;
+      peak = Math.max(peak, serving);
+      request.resume();
+      setTimeout(() => {
+        serving--;
+        response.writeHead(200, { 'content-type': 'application/json' });
+        response.end(
+          JSON.stringify({
+            id: 'c1',
+            object: 'chat.completion',
+            created: 1,
+            model: MODEL,
+            choices: [
+              { index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' },
+            ],
+            usage: { prompt_tokens: 10, completion_tokens: 40, total_tokens: 50 },
+          }),
+        );
+      }, 15);
+    });
+    await new Promise<void>((done) => server.listen(0, '127.0.0.1', () => done()));
+    cleanups.push(() => new Promise((done) => server.close(done)));
+    const port = (server.address() as AddressInfo).port;
+    const { gateway, tenancy } = await start({
+      values: {
+        backends: [{ name: 'counting', type: 'openai', url: `http://127.0.0.1:${port}/v1` }],
+      },
+    });
+    const budget = 3000;
+    const { tenant, key } = await issue(tenancy, {
+      max_concurrent: 3,
+      budget: { period: 'day', tokens: budget },
+    });
+    // Like SDK clients: a concurrency refusal is retried shortly; a budget refusal is final.
+    const statuses = await Promise.all(
+      Array.from({ length: 200 }, async (_, index) => {
+        for (let attempt = 0; ; attempt++) {
+          const response = await fetch(`${gateway.url}/v1/chat/completions`, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+            body: JSON.stringify({ model: MODEL, messages: PROMPT, max_tokens: 90 }),
+          });
+          const body = (await response.json()) as { error?: { code: string } };
+          if (response.status === 200) return 'ok';
+          const status = `${response.status} ${body.error?.code}`;
+          if (status !== '429 concurrency_limit' || attempt === 2000) return status;
+          await new Promise((done) => setTimeout(done, 5 + ((index * 7 + attempt) % 20)));
+        }
+      }),
+    );
+    expect(peak).toBeLessThanOrEqual(3);
+    const served = statuses.filter((status) => status === 'ok').length;
+    expect(served).toBeGreaterThan(0);
+    // The budget ran out: every client that was not served was finally refused for it.
+    expect(new Set(statuses.filter((status) => status !== 'ok'))).toEqual(
+      new Set(['429 insufficient_quota']),
+    );
+    await tenancy.flush();
+    const [row] = await tenancy.usage({ tenantId: tenant.id });
+    expect(row?.requests).toBe(served);
+    // Each request reserves ~100 tokens and uses 50: the budget is reached, never overshot.
+    expect(row!.totalTokens).toBeLessThanOrEqual(budget);
+    expect(row!.totalTokens).toBeGreaterThan(budget - 3 * 100 - 100);
+    expect(await tenancy.usage({ tenantId: tenant.id })).toHaveLength(1);
   });
 });
