@@ -153,7 +153,12 @@ export function parseTimeBound(value: string, param: string, now = Date.now()): 
   if (relative) {
     return new Date(now - Number(relative[1]) * UNIT_MS[relative[2] as keyof typeof UNIT_MS]);
   }
-  const time = /^\d{4}-\d{2}-\d{2}/.test(value) ? Date.parse(value) : Number.NaN;
+  const date = /^(\d{4})-(\d{2})-(\d{2})/.exec(value);
+  // Date.parse rolls an impossible day over (2025-02-30 becomes March 2): refuse it instead.
+  const time =
+    date && Number(date[3]) <= new Date(Date.UTC(Number(date[1]), Number(date[2]), 0)).getUTCDate()
+      ? Date.parse(value)
+      : Number.NaN;
   if (Number.isNaN(time)) {
     throw new TollgateError(
       'invalid_request',

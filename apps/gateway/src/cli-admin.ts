@@ -405,7 +405,17 @@ export async function keysCommand(args: string[], io: Output, now = Date.now): P
   let expiresAt: Date | null = null;
   if (typeof values.expires === 'string') {
     const seconds = parseDurationSeconds(values.expires);
-    const time = seconds !== undefined ? now() + seconds * 1000 : Date.parse(values.expires);
+    let time = Number.NaN;
+    if (seconds !== undefined) time = now() + seconds * 1000;
+    else {
+      // The admin API's reading of a time: ISO only, and no impossible day (Date.parse alone
+      // takes "March 5" and rolls 2026-02-30 over to March 2).
+      try {
+        time = parseTimeBound(values.expires, '--expires', now()).getTime();
+      } catch {
+        // Refused below.
+      }
+    }
     if (Number.isNaN(time))
       return usageError(
         io,
