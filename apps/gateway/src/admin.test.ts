@@ -9,7 +9,7 @@ import {
 import type { Hono } from 'hono';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createStaticKeyAccess } from './access.js';
-import { createAdminApp } from './admin.js';
+import { createAdminApp, parseTimeBound, usageCsv } from './admin.js';
 import { createApp, type GatewayEnv } from './app.js';
 import { captureLogger } from './test-helpers.js';
 
@@ -456,8 +456,8 @@ describe('admin API: tenants', () => {
       [{ models: ['has space'] }, 'limits.models[0]'],
       [{ budget: { period: 'week', tokens: 5 } }, 'limits.budget'],
       [{ budget: { period: 'day' } }, 'limits.budget'],
-      // An unknown limit is refused (a typo must never mean "unlimited"); its name is in the message.
-      [{ rpm: 5 }, 'limits'],
+      // An unknown limit is refused (a typo must never mean "unlimited"), named in param.
+      [{ rpm: 5 }, 'limits.rpm'],
     ];
     for (const [limits, param] of cases) {
       const name = uniqueName('bad-limits');
@@ -995,5 +995,35 @@ describe('admin API: off', () => {
       expect(error.message).toContain('TOLLGATE_ADMIN_KEY');
       expect(result.headers.get('x-request-id')).toBe('admin-off');
     }
+  });
+});
+
+describe('admin helpers', () => {
+  it('args: times without an offset are UTC, like bare dates', () => {
+    expect(parseTimeBound('2026-11-01T10:00:00', 'since').toISOString()).toBe(
+      '2026-11-01T10:00:00.000Z',
+    );
+    expect(parseTimeBound('2026-11-01', 'since').toISOString()).toBe('2026-11-01T00:00:00.000Z');
+    expect(parseTimeBound('2026-11-01T10:00:00+02:00', 'since').toISOString()).toBe(
+      '2026-11-01T08:00:00.000Z',
+    );
+  });
+
+  it('behavior: CSV cells a spreadsheet would run as formulas are defused', () => {
+    const csv = usageCsv(
+      [
+        {
+          model: '=HYPERLINK("http://x")',
+          requests: 1,
+          promptTokens: 1,
+          completionTokens: 1,
+          totalTokens: 2,
+          costMicroUsd: 0,
+          estimatedRequests: 0,
+        },
+      ],
+      ['model'],
+    );
+    expect(csv.split('\r\n')[1]).toBe(`"'=HYPERLINK(""http://x"")",1,1,1,2,0,0`);
   });
 });

@@ -128,7 +128,9 @@ export function usageCsv(rows: UsageRow[], groupBy: UsageQuery['groupBy'] = []):
   const keys = groupBy.map((key) => (key === 'tenant' ? 'tenant_id' : key));
   const columns = [...keys, ...USAGE_SUMS];
   const csvField = (value: unknown) => {
-    const text = value === undefined || value === null ? '' : String(value);
+    let text = value === undefined || value === null ? '' : String(value);
+    // Model names come from callers: a cell a spreadsheet would run as a formula is defused.
+    if (typeof value === 'string' && /^[=+\-@\t\r]/.test(text)) text = `'${text}`;
     return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
   };
   const lines = [columns.join(',')];
@@ -154,10 +156,12 @@ export function parseTimeBound(value: string, param: string, now = Date.now()): 
     return new Date(now - Number(relative[1]) * UNIT_MS[relative[2] as keyof typeof UNIT_MS]);
   }
   const date = /^(\d{4})-(\d{2})-(\d{2})/.exec(value);
+  // A time without an offset is UTC, like a bare date (Date.parse would read it as local time).
+  const utc = /T[\d:.]+$/.test(value) ? `${value}Z` : value;
   // Date.parse rolls an impossible day over (2025-02-30 becomes March 2): refuse it instead.
   const time =
     date && Number(date[3]) <= new Date(Date.UTC(Number(date[1]), Number(date[2]), 0)).getUTCDate()
-      ? Date.parse(value)
+      ? Date.parse(utc)
       : Number.NaN;
   if (Number.isNaN(time)) {
     throw new TollgateError(

@@ -189,7 +189,7 @@ describe('admin operations', () => {
     const typo = await refusal(
       tenancy.createTenant({ name: uniqueName(), limits: { rpm: 5 } as never }, cli),
     );
-    expect(typo.param).toBe('limits');
+    expect(typo.param).toBe('limits.rpm');
     expect(typo.message).toContain('rpm');
     expect((await refusal(tenancy.getTenant('nobody'))).status).toBe(404);
     expect((await refusal(tenancy.revokeKey('a'.repeat(16), cli))).status).toBe(404);

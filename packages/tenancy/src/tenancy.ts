@@ -303,9 +303,17 @@ function parseLimits(input: unknown, prefix = 'limits') {
   const result = tenantLimitsInputSchema.safeParse(input);
   if (!result.success) {
     const issue = result.error.issues[0]!;
-    const path = formatIssuePath(issue.path);
+    const path = formatIssuePath(
+      issue.code === 'unrecognized_keys' ? [...issue.path, issue.keys[0]!] : issue.path,
+    );
     const param = path ? `${prefix}.${path}` : prefix;
-    throw invalid(`Invalid ${param}: ${issue.message}.`, param);
+    const message =
+      issue.code === 'unrecognized_keys'
+        ? `Unknown limit "${path}". Limits are requests_per_minute, tokens_per_minute, max_concurrent, models and budget.`
+        : issue.code === 'invalid_union'
+          ? `Invalid ${param}: a budget is {"period": "day" | "month", "tokens"?: n, "spend_usd"?: x}, or a list of one per period.`
+          : `Invalid ${param}: ${issue.message}.`;
+    throw invalid(message, param);
   }
   return result.data;
 }
