@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -6,7 +5,8 @@ import { join } from 'node:path';
 import { isTollgateError, TollgateError } from '@tollgate/protocol';
 import postgres from 'postgres';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createPgliteStore, createPostgresStore, createStore } from './store.js';
+import { createPgliteStore, createPostgresStore, createStore } from './index.js';
+import { createTestDatabase, type TestDatabase } from './testing.js';
 import type {
   ApiKeyRecord,
   AuditEntry,
@@ -749,8 +749,24 @@ function describeStore(name: string, harness: StoreHarness): void {
   });
 }
 
-describeStore('PGlite in memory', {
-  open: () => createPgliteStore({}),
+// In memory, PGlite runs initdb for every new database (seconds each), so the shared suite
+// runs on the directory driver below, which copies one prepared database per test; both are
+// the same store code over the same engine. This checks what differs: no directory at all.
+describe('PGlite in memory', { timeout: SUITE_TIMEOUT }, () => {
+  it('behavior: a store without a directory migrates, reads and writes, and forgets on close', async () => {
+    const store = await createPgliteStore({});
+    await store.createTenant(tenant());
+    await store.writeRecords(batch({ usage: [usage()] }));
+    expect(await store.getTenant('tn_aaaaaaaaaaaaaaaa')).toEqual(tenant());
+    expect(await store.usageSince('tn_aaaaaaaaaaaaaaaa', T0)).toEqual({
+      totalTokens: 15,
+      costMicroUsd: 100,
+    });
+    await store.close();
+    const fresh = await createPgliteStore({});
+    expect(await fresh.listTenants()).toEqual([]);
+    await fresh.close();
+  });
 });
 
 {
@@ -779,31 +795,15 @@ describeStore('PGlite in memory', {
   });
 }
 
-/** A fresh database on the server of `TOLLGATE_TEST_DATABASE_URL`, dropped by `drop()`. */
-async function createTestDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
-  const admin = postgres(databaseUrl!, { max: 1, onnotice: () => {} });
-  const name = `tollgate_test_${randomBytes(6).toString('hex')}`;
-  await admin.unsafe(`create database ${name}`);
-  const url = new URL(databaseUrl!);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    async drop() {
-      await admin.unsafe(`drop database if exists ${name} with (force)`);
-      await admin.end();
-    },
-  };
-}
-
 describe.skipIf(databaseUrl === undefined)(
   'PostgreSQL (TOLLGATE_TEST_DATABASE_URL unset: skipped)',
   { timeout: SUITE_TIMEOUT },
   () => {
-    let database: Awaited<ReturnType<typeof createTestDatabase>>;
+    let database: TestDatabase;
     let admin: postgres.Sql;
 
     beforeAll(async () => {
-      database = await createTestDatabase();
+      database = await createTestDatabase(databaseUrl!);
       admin = postgres(database.url, { max: 1, onnotice: () => {} });
     }, SUITE_TIMEOUT);
     afterAll(async () => {
@@ -826,7 +826,7 @@ describe.skipIf(databaseUrl === undefined)(
     });
 
     it('behavior: stores opening one empty database at once all migrate it, once', async () => {
-      const fresh = await createTestDatabase();
+      const fresh = await createTestDatabase(databaseUrl!);
       try {
         const stores = await Promise.all(
           Array.from({ length: 6 }, () => createPostgresStore({ url: fresh.url })),
