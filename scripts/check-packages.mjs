@@ -18,7 +18,9 @@
  *                .d.ts files checked), so the published types resolve and compile;
  *   7. import    each entry is imported with Node and must export every runtime name its
  *                source entry exports;
- *   8. bin       each `bin` runs `--help` from the scratch node_modules/.bin and exits 0.
+ *   8. bin       each `bin` runs `--help` from the scratch node_modules/.bin and exits 0, and
+ *                the commands in BIN_SMOKE (e.g. `tollgate tenants list`, which migrates a
+ *                fresh embedded database with the migrations from the tarball).
  *
  * Usage: node scripts/check-packages.mjs [package names...] [--keep]
  *   names limit the check to those packages (their workspace dependencies come along);
@@ -558,6 +560,13 @@ async function importCheck(pkg, scratchDir, expectedNames) {
   record(pkg, 'import', problems.length === 0, problems.join('\n'));
 }
 
+/**
+ * Commands a bin must also run from the installed tarballs, beyond `--help`: ones that touch
+ * files the package ships besides its code (the tenancy migrations, applied to a fresh
+ * embedded database in the scratch project).
+ */
+const BIN_SMOKE = { tollgate: [['tenants', 'list', '--json']] };
+
 async function binCheck(pkg, scratchDir) {
   const bins =
     typeof pkg.packed.bin === 'string'
@@ -575,6 +584,15 @@ async function binCheck(pkg, scratchDir) {
     if (result.code !== 0)
       problems.push(`${name} --help exited ${result.code}:\n${tail(result.output, 12)}`);
     else if (!result.output.trim()) problems.push(`${name} --help printed nothing`);
+    for (const args of BIN_SMOKE[name] ?? []) {
+      const smoke = await run(shim, args, {
+        cwd: scratchDir,
+        env: { TOLLGATE_DATA_DIR: join(scratchDir, 'smoke-data'), TOLLGATE_CONFIG: '' },
+        timeoutMs: 120_000,
+      });
+      if (smoke.code !== 0)
+        problems.push(`${name} ${args.join(' ')} exited ${smoke.code}:\n${tail(smoke.output, 12)}`);
+    }
   }
   record(pkg, 'bin', problems.length === 0, problems.join('\n'));
 }

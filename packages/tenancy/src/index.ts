@@ -58,4 +58,5 @@ export {
   type TenancyAdmission,
   type TenancyOptions,
 } from './tenancy.js';
+export * as schema from './schema.js';
 export type * from './types.js';
