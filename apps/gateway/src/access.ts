@@ -1,9 +1,10 @@
 /**
  * Who may call the gateway: the authentication and admission seam.
  *
- * The routes only see {@link AccessControl}. Today it is backed by a static list of keys
- * (`TOLLGATE_API_KEYS`); the tenancy package replaces it with tenants, hashed keys in a
- * store, limits and reserve-then-settle admission, without the routes changing.
+ * The routes only see {@link AccessControl}. The gateway backs it with @tollgate/tenancy
+ * ({@link createTenancyAccess}: tenants, hashed keys, limits, reserve-then-settle admission,
+ * usage records); {@link createStaticKeyAccess} is a store-free stand-in for embedding and
+ * tests.
  */
 import { hash, timingSafeEqual } from 'node:crypto';
 import type { DispatchOutcome } from '@tollgate/backends';
@@ -135,18 +136,6 @@ export function createStaticKeyAccess(keys: string[]): AccessControl {
       }
       const keyId = presented.toString('hex').slice(0, 8);
       return { id: `static:${keyId}`, kind: 'static-key', keyId };
-    },
-    async admit() {
-      return noAdmission;
-    },
-  };
-}
-
-/** Access that lets every caller in as `anonymous`. Only {@link resolveAccess} should pick it. */
-export function createOpenAccess(): AccessControl {
-  return {
-    async authenticate() {
-      return { id: 'anonymous', kind: 'anonymous', keyId: 'none' };
     },
     async admit() {
       return noAdmission;
