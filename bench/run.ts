@@ -13,7 +13,7 @@
  * (default 32), BENCH_JSON=path to also write the figures as JSON.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { Agent, request as httpRequest } from 'node:http';
 import { createServer } from 'node:net';
 import { dirname, resolve } from 'node:path';
@@ -196,10 +196,15 @@ function formatRow(label: string, values: number[]): string {
 /**
  * The gateway as users run it: compiled JavaScript, as the published `tollgate` bin is, not
  * TypeScript compiled on load by tsx. Workspace packages resolve to their sources, so the
- * whole program is bundled into one file next to the gateway's package.json.
+ * whole program is bundled into one file, laid out like an installed package: dist/cli.js with
+ * package.json and the tenancy migrations one level up (both are read relative to the code),
+ * and PGlite, which loads its WebAssembly and data files from beside its own code, left
+ * outside the bundle and linked into node_modules.
  */
 async function buildGateway(): Promise<string> {
-  const outDir = resolve(root, 'apps/gateway/.bench');
+  const benchDir = resolve(root, 'apps/gateway/.bench');
+  const outDir = resolve(benchDir, 'dist');
+  const pglite = realpathSync(resolve(root, 'packages/tenancy/node_modules/@electric-sql/pglite'));
   await build({
     config: false,
     entry: { cli: resolve(root, 'apps/gateway/src/cli.ts') },
@@ -207,7 +212,8 @@ async function buildGateway(): Promise<string> {
     format: 'esm',
     platform: 'node',
     target: 'node20',
-    noExternal: [/./],
+    noExternal: [/^(?!@electric-sql\/pglite)/],
+    external: ['@electric-sql/pglite'],
     // Bundled CommonJS dependencies call require() for Node's built-ins.
     banner: {
       js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);",
@@ -215,6 +221,14 @@ async function buildGateway(): Promise<string> {
     clean: true,
     silent: true,
   });
+  cpSync(resolve(root, 'apps/gateway/package.json'), resolve(benchDir, 'package.json'));
+  cpSync(resolve(root, 'packages/tenancy/migrations'), resolve(benchDir, 'migrations'), {
+    recursive: true,
+  });
+  const link = resolve(benchDir, 'node_modules/@electric-sql/pglite');
+  rmSync(link, { force: true, recursive: true });
+  mkdirSync(dirname(link), { recursive: true });
+  symlinkSync(pglite, link, 'dir');
   return resolve(outDir, 'cli.js');
 }
 

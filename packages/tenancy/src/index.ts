@@ -36,6 +36,7 @@ export {
   priceFor,
 } from './metering.js';
 export { createRecorder, type Recorder, type RecorderOptions } from './recorder.js';
+export * as schema from './schema.js';
 export {
   type CreatePgliteStoreOptions,
   type CreatePostgresStoreOptions,
@@ -58,5 +59,4 @@ export {
   type TenancyAdmission,
   type TenancyOptions,
 } from './tenancy.js';
-export * as schema from './schema.js';
 export type * from './types.js';

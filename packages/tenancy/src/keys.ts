@@ -3,7 +3,7 @@
  * in logs, usage and the admin API; the secret (32 random bytes, base64url) is shown once and
  * only its SHA-256 is stored.
  */
-import { hash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { hash, randomBytes, randomFillSync, timingSafeEqual } from 'node:crypto';
 
 const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567';
 const KEY_PATTERN = /^tg_([a-z2-7]{16})_([A-Za-z0-9_-]{43})$/;
@@ -37,7 +37,22 @@ function base32(bytes: Uint8Array): string {
  * ```
  */
 export function createId(prefix: string): string {
-  return `${prefix}_${base32(randomBytes(10))}`;
+  return `${prefix}_${base32(randomId())}`;
+}
+
+// Ids are made per request: 10 bytes cut from a pool refilled 410 ids at a time cost far less
+// than a call into the system's random source each.
+const ID_POOL = Buffer.alloc(4100);
+let idOffset = ID_POOL.length;
+
+function randomId(): Uint8Array {
+  if (idOffset + 10 > ID_POOL.length) {
+    randomFillSync(ID_POOL);
+    idOffset = 0;
+  }
+  const bytes = ID_POOL.subarray(idOffset, idOffset + 10);
+  idOffset += 10;
+  return bytes;
 }
 
 /** SHA-256 of a secret, 32 bytes. */

@@ -95,6 +95,8 @@ afterEach(() => {
 
 const slow = { flushIntervalMs: 3_600_000 };
 
+const nextTurn = () => new Promise((done) => setImmediate(done));
+
 describe('recorder', () => {
   it('behavior: queued records reach the store on flush and the journal is emptied', async () => {
     const records = memoryRecords();
@@ -109,12 +111,32 @@ describe('recorder', () => {
     recorder.usage(usage('ad_1'));
     recorder.reserve(reservation('ad_2'));
     expect(recorder.pending).toBe(3);
+    // Journaled within this turn of the event loop.
+    await nextTurn();
     expect(readdirSync(dir)).toHaveLength(1);
     await recorder.flush();
     expect(recorder.pending).toBe(0);
     expect([...records.usage.keys()]).toEqual(['ad_1']);
     expect([...records.reservations.keys()]).toEqual(['ad_2']);
     expect(readdirSync(dir)).toHaveLength(0);
+    await recorder.close();
+  });
+
+  it('behavior: a reservation settled within the same batch is not written, only its usage', async () => {
+    const records = memoryRecords();
+    const batches: RecordBatch[] = [];
+    const write = records.store.writeRecords.bind(records.store);
+    records.store.writeRecords = async (batch) => {
+      batches.push(batch);
+      return write(batch);
+    };
+    const recorder = createRecorder({ store: records.store, instanceId: 'gw', ...slow });
+    recorder.reserve(reservation('ad_short'));
+    recorder.usage(usage('ad_short'));
+    recorder.reserve(reservation('ad_long'));
+    await recorder.flush();
+    expect(batches[0]!.reservations.map((record) => record.id)).toEqual(['ad_long']);
+    expect(batches[0]!.usage.map((event) => event.id)).toEqual(['ad_short']);
     await recorder.close();
   });
 
@@ -197,6 +219,7 @@ describe('recorder', () => {
       requestId: null,
       detail: { count: 3 },
     });
+    await nextTurn();
     // A torn last line, as a kill in the middle of a write would leave.
     const [segment] = readdirSync(dir);
     appendFileSync(join(dir, segment!), '{"t":"u","id":"ad_torn"');

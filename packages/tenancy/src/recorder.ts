@@ -2,9 +2,9 @@
  * Usage, reservation and audit records: written to the database in batches, off the hot
  * path, without losing one to a crash.
  *
- * Every record is first appended to a journal file in the data dir with a synchronous write
- * (a few microseconds; it survives the process being killed, since the kernel holds the
- * bytes), then queued. A timer writes the queue to the store in one transaction per batch;
+ * Every record is first appended to a journal file in the data dir, by one synchronous write
+ * per turn of the event loop for all of that turn's records (it survives the process being
+ * killed, since the kernel holds the bytes), and queued. A timer writes the queue to the store in one transaction per batch;
  * once everything a journal segment holds is in the database, the segment is deleted. At
  * start, {@link Recorder.recover} replays the segments a previous process left behind
  * (writes are idempotent by record id) and records the reservations it left open as
@@ -50,7 +50,7 @@ export interface RecorderOptions {
 
 /** The batched, crash-safe writer of records. */
 export interface Recorder {
-  /** Queues an admission's reservation. @throws when the journal cannot be written. */
+  /** Queues an admission's reservation (journaled within this turn of the event loop). */
   reserve(record: ReservationRecord): void;
   /** Queues a usage event (it closes the reservation with the same id). */
   usage(event: UsageEvent): void;
@@ -140,13 +140,39 @@ export function createRecorder(options: RecorderOptions): Recorder {
     }
   };
 
+  // Lines are written once per turn of the event loop: one system call for all the records
+  // of that turn, still before anything else runs (a kill can only take a request that has
+  // not finished answering, which the next start records from its reservation).
+  let unwritten = '';
+  let drainScheduled = false;
+  let journalError: unknown;
+  const drainJournal = () => {
+    drainScheduled = false;
+    if (unwritten === '' || !journalDir) return;
+    try {
+      if (!segment) {
+        const path = join(journalDir, `segment-${Date.now()}-${sequence++}.jsonl`);
+        segment = { path, fd: openSync(path, 'a', 0o600) };
+      }
+      writeSync(segment.fd, unwritten);
+      unwritten = '';
+      if (journalError !== undefined) {
+        journalError = undefined;
+        setHealthy(true);
+      }
+    } catch (error) {
+      // Kept for the next try; meanwhile admissions are refused (the records still queue).
+      journalError = error;
+      setHealthy(false, error);
+    }
+  };
   const append = (line: JournalLine) => {
     if (!journalDir) return;
-    if (!segment) {
-      const path = join(journalDir, `segment-${Date.now()}-${sequence++}.jsonl`);
-      segment = { path, fd: openSync(path, 'a', 0o600) };
+    unwritten += `${JSON.stringify(line)}\n`;
+    if (!drainScheduled) {
+      drainScheduled = true;
+      setImmediate(drainJournal);
     }
-    writeSync(segment.fd, `${JSON.stringify(line)}\n`);
   };
 
   const writeAll = async (batch: RecordBatch) => {
@@ -159,7 +185,7 @@ export function createRecorder(options: RecorderOptions): Recorder {
         try {
           await store.ping();
           lastContact = Date.now();
-          setHealthy(true);
+          if (journalError === undefined) setHealthy(true);
         } catch (error) {
           setHealthy(false, error);
         }
@@ -168,6 +194,8 @@ export function createRecorder(options: RecorderOptions): Recorder {
     }
     // What arrives from now on goes to a new segment: this one is complete once the batch
     // taken below is written.
+    drainJournal();
+    if (journalError !== undefined) throw journalError;
     if (segment) {
       closeSync(segment.fd);
       written.push(segment.path);
@@ -175,6 +203,12 @@ export function createRecorder(options: RecorderOptions): Recorder {
     }
     const batch = queue;
     queue = emptyBatch();
+    // A request that began and ended within one batch needs no reservation row: its usage
+    // event is written in the same transaction (the journal still holds both, for a crash).
+    if (batch.usage.length > 0 && batch.reservations.length > 0) {
+      const settled = new Set(batch.usage.map((event) => event.id));
+      batch.reservations = batch.reservations.filter((record) => !settled.has(record.id));
+    }
     try {
       await writeAll(batch);
     } catch (error) {
@@ -219,12 +253,9 @@ export function createRecorder(options: RecorderOptions): Recorder {
       enqueue({ t: 'r', ...record }, () => queue.reservations.push(record));
     },
     usage(event) {
-      try {
-        append({ t: 'u', ...event });
-      } finally {
-        // Queued even when the journal failed: the request was served and must be recorded.
-        queue.usage.push(event);
-      }
+      // Queued even after close: it was served and must be recorded (the journal keeps it).
+      append({ t: 'u', ...event });
+      queue.usage.push(event);
     },
     audit(entry) {
       enqueue({ t: 'a', ...entry }, () => queue.audit.push(entry));
@@ -304,6 +335,7 @@ export function createRecorder(options: RecorderOptions): Recorder {
       try {
         await flush();
       } finally {
+        drainJournal();
         if (segment) {
           closeSync(segment.fd);
           segment = undefined;

@@ -708,7 +708,7 @@ export function createTenancy(options: TenancyOptions): Tenancy {
         }
         throw new TollgateError(
           'service_unavailable',
-          'Usage cannot be recorded right now (the journal cannot be written); try again shortly.',
+          'Usage cannot be recorded right now (the gateway is shutting down); try again shortly.',
           { cause: error },
         );
       }
