@@ -59,9 +59,12 @@ export function embeddedDatabaseHolder(dataDir: string): number | undefined {
 export function lockEmbeddedDatabase(dataDir: string, what: string): () => void {
   const holder = embeddedDatabaseHolder(dataDir);
   if (holder !== undefined) {
-    throw new ConfigError([
-      `data_dir: the embedded database in ${dataDir} is in use by process ${holder} (a running gateway or CLI). ${what} Stop that process first, use the admin API of the running gateway, or use PostgreSQL (TOLLGATE_DATABASE_URL), which any number of processes can share. (If process ${holder} is not a Tollgate process, its id was reused: delete ${join(dataDir, 'db.pid')}.)`,
-    ]);
+    throw new ConfigError(
+      [
+        `data_dir: the embedded database in ${dataDir} is in use by process ${holder} (a running gateway or CLI). ${what} Stop that process first, use the admin API of the running gateway, or use PostgreSQL (TOLLGATE_DATABASE_URL), which any number of processes can share. (If process ${holder} is not a Tollgate process, its id was reused: delete ${join(dataDir, 'db.pid')}.)`,
+      ],
+      'The embedded database is busy:',
+    );
   }
   const path = join(dataDir, 'db.pid');
   writeFileSync(path, `${process.pid}\n`, { mode: 0o600 });
