@@ -9,7 +9,13 @@ import {
 import type { Hono } from 'hono';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createStaticKeyAccess } from './access.js';
-import { createAdminApp, parseTimeBound, usageCsv } from './admin.js';
+import {
+  createAdminApp,
+  type KeyJson,
+  parseTimeBound,
+  type TenantJson,
+  usageCsv,
+} from './admin.js';
 import { createApp, type GatewayEnv } from './app.js';
 import { captureLogger } from './test-helpers.js';
 
@@ -24,27 +30,8 @@ const PRICED_MODEL = 'usage-m1';
 interface ErrorBody {
   error: { message: string; type: string; param: string | null; code: string };
 }
-interface TenantBody {
-  id: string;
-  object: 'tenant';
-  name: string;
-  limits: Record<string, unknown>;
-  created_at: string;
-  updated_at: string;
-}
-interface KeyBody {
-  id: string;
-  object: 'api_key';
-  key?: string;
-  tenant_id: string;
-  name: string;
-  state: string;
-  created_at: string;
-  expires_at: string | null;
-  revoked_at: string | null;
-  replaced_by: string | null;
-  previous?: KeyBody;
-}
+type TenantBody = TenantJson;
+type KeyBody = KeyJson;
 interface ListBody<T> {
   object: 'list';
   data: T[];

@@ -57,6 +57,12 @@ export function keyJson(key: KeyView & { key?: string }) {
   };
 }
 
+/** A tenant in the admin API's JSON. */
+export type TenantJson = ReturnType<typeof tenantJson>;
+
+/** A key in the admin API's JSON; rotation answers carry the old key as `previous`. */
+export type KeyJson = ReturnType<typeof keyJson> & { previous?: KeyJson };
+
 /** An audit entry as the admin API shows it. */
 export function auditJson(entry: AuditEntry) {
   return {
@@ -234,6 +240,19 @@ async function readBody<T>(c: Context<GatewayEnv>, schema: z.ZodType<T>): Promis
   return result.data;
 }
 
+/** The query parameters of a request, refusing any not in `known` (a typo is not ignored). */
+function knownQuery(c: Context<GatewayEnv>, known: readonly string[]): Record<string, string> {
+  const query = c.req.query();
+  for (const name of Object.keys(query)) {
+    if (!known.includes(name)) {
+      throw new TollgateError('invalid_request', `Unknown query parameter "${name}".`, {
+        param: name,
+      });
+    }
+  }
+  return query;
+}
+
 function sha256(value: string): Buffer {
   return hash('sha256', value, 'buffer');
 }
@@ -358,15 +377,7 @@ export function createAdminApp(options: AdminOptions): Hono<GatewayEnv> {
   });
 
   admin.get('/usage', async (c) => {
-    const query = c.req.query();
-    const known = new Set(['tenant', 'model', 'since', 'until', 'group_by', 'format']);
-    for (const name of Object.keys(query)) {
-      if (!known.has(name)) {
-        throw new TollgateError('invalid_request', `Unknown query parameter "${name}".`, {
-          param: name,
-        });
-      }
-    }
+    const query = knownQuery(c, ['tenant', 'model', 'since', 'until', 'group_by', 'format']);
     const format = query.format ?? 'json';
     if (format !== 'json' && format !== 'csv') {
       throw new TollgateError('invalid_request', 'format must be json or csv.', {
@@ -390,15 +401,7 @@ export function createAdminApp(options: AdminOptions): Hono<GatewayEnv> {
   });
 
   admin.get('/audit', async (c) => {
-    const query = c.req.query();
-    const known = new Set(['actor', 'action', 'target', 'since', 'until', 'limit']);
-    for (const name of Object.keys(query)) {
-      if (!known.has(name)) {
-        throw new TollgateError('invalid_request', `Unknown query parameter "${name}".`, {
-          param: name,
-        });
-      }
-    }
+    const query = knownQuery(c, ['actor', 'action', 'target', 'since', 'until', 'limit']);
     let limit: number | undefined;
     if (query.limit !== undefined) {
       limit = Number(query.limit);

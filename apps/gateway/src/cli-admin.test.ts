@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createStore, createTenancy } from '@tollgate/tenancy';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { KeyJson, TenantJson } from './admin.js';
 import {
   KEYS_HELP,
   keysCommand,
@@ -72,29 +73,6 @@ async function run(command: Command, args: string[], now?: () => number): Promis
 function parseJson<T>(ran: Ran): T {
   expect(ran.code, ran.stderr).toBe(0);
   return JSON.parse(ran.stdout) as T;
-}
-
-interface TenantJson {
-  id: string;
-  object: string;
-  name: string;
-  limits: Record<string, unknown>;
-  created_at: string;
-  updated_at: string;
-}
-
-interface KeyJson {
-  id: string;
-  object: string;
-  key?: string;
-  tenant_id: string;
-  name: string;
-  state: string;
-  created_at: string;
-  expires_at: string | null;
-  revoked_at: string | null;
-  replaced_by: string | null;
-  previous?: KeyJson;
 }
 
 describe('tollgate tenants', () => {

@@ -9,11 +9,11 @@ import {
   type StartFakeUpstreamOptions,
   startFakeUpstream,
 } from '@tollgate/backends/testing';
-import OpenAI, { APIError } from 'openai';
+import OpenAI, { type APIError } from 'openai';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { loadConfig } from './config.js';
 import { type Gateway, startGateway } from './server.js';
-import { captureLogger, tempDataDir, testStore } from './test-helpers.js';
+import { apiError, captureLogger, tempDataDir, testStore } from './test-helpers.js';
 
 // Generous: these run real sockets and may share a loaded machine.
 vi.setConfig({ testTimeout: 30_000, hookTimeout: 30_000 });
@@ -109,16 +109,6 @@ async function harness(
     log,
     raw: (path, init) => tracked(`${gateway.url}${path}`, init),
   };
-}
-
-async function apiError(promise: Promise<unknown>): Promise<APIError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (error instanceof APIError) return error;
-    throw error;
-  }
-  throw new Error('expected the SDK to throw an APIError');
 }
 
 function errorBody(error: APIError): {

@@ -7,11 +7,11 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type FakeUpstream, startFakeUpstream } from '@tollgate/backends/testing';
 import { createPgliteStore, type Tenancy, type TenancyStore } from '@tollgate/tenancy';
-import OpenAI, { APIError } from 'openai';
+import OpenAI from 'openai';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { loadConfig } from './config.js';
 import { type Gateway, startGateway } from './server.js';
-import { captureLogger, tempDataDir, testStore } from './test-helpers.js';
+import { apiError, captureLogger, tempDataDir, testStore } from './test-helpers.js';
 
 vi.setConfig({ testTimeout: 30_000, hookTimeout: 30_000 });
 
@@ -77,16 +77,6 @@ function recording(): { fetch: typeof fetch; statuses: number[] } {
       return response;
     },
   };
-}
-
-async function apiError(promise: Promise<unknown>): Promise<APIError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (error instanceof APIError) return error;
-    throw error;
-  }
-  throw new Error('expected an APIError');
 }
 
 describe('tenancy through the gateway', () => {

@@ -8,6 +8,7 @@ import { dirname, join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createPgliteStore, type TenancyStore } from '@tollgate/tenancy';
+import { APIError } from 'openai';
 import type { DestinationStream } from 'pino';
 import { createLogger, type Logger } from './logger.js';
 
@@ -69,6 +70,17 @@ export function captureLogger(level: 'info' | 'debug' | 'warn' = 'info'): {
       });
     },
   };
+}
+
+/** Awaits a call of the `openai` SDK that must fail, and returns its APIError. */
+export async function apiError(promise: Promise<unknown>): Promise<APIError> {
+  try {
+    await promise;
+  } catch (error) {
+    if (error instanceof APIError) return error;
+    throw error;
+  }
+  throw new Error('expected the SDK to throw an APIError');
 }
 
 /** A promise with its resolve function outside. */
