@@ -70,6 +70,9 @@ function stubRouter(): Router {
     async dispatch() {
       throw new Error('the admin tests never dispatch');
     },
+    async ensureModel() {
+      throw new Error('the admin tests never dispatch');
+    },
     async listModels() {
       return [];
     },

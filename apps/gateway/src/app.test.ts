@@ -56,6 +56,7 @@ function stubRouter(
       calls.push(call);
       return (options.dispatch ?? okDispatch)(call);
     },
+    async ensureModel() {},
     async listModels() {
       return options.models ?? [{ id: 'stub-model', backends: ['stub'], ownedBy: 'stub-owner' }];
     },

@@ -268,6 +268,9 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
       }
       const request = parseOperationRequest(operation, body);
       c.set('model', request.model);
+      // An unknown model is a 404 before admission: it must not count against the caller's
+      // limits or leave a usage record.
+      await router.ensureModel(request.model);
       const admission = await access.admit(c.get('principal')!, {
         operation,
         model: request.model,

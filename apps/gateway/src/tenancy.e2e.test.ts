@@ -180,6 +180,21 @@ describe('tenancy through the gateway', () => {
     ).toHaveLength(0);
   });
 
+  it('error: an unknown model is a 404 that neither counts against the limits nor is recorded', async () => {
+    const { gateway, tenancy } = await start();
+    const { tenant, key } = await issue(tenancy, { requests_per_minute: 1 });
+    const client = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: key, maxRetries: 0 });
+    const error = await apiError(
+      client.chat.completions.create({ model: 'no-such-model', messages: PROMPT }),
+    );
+    expect(error.status).toBe(404);
+    expect(error.code).toBe('model_not_found');
+    // The one request of the minute is still there.
+    await client.chat.completions.create({ model: MODEL, messages: PROMPT });
+    await tenancy.flush();
+    expect((await tenancy.usage({ tenantId: tenant.id }))[0]?.requests).toBe(1);
+  });
+
   it('error: a tokens-per-minute refusal says when to retry, and the SDK sees the headers', async () => {
     const { gateway, tenancy } = await start();
     const { key } = await issue(tenancy, { tokens_per_minute: 100 });

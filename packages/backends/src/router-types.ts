@@ -166,6 +166,13 @@ export interface Router {
     request: OperationRequest[O],
     options: DispatchOptions,
   ): Promise<DispatchResult>;
+  /**
+   * Resolves when a model (or alias) is served by some backend, listing the backends' models
+   * again once when it is not known yet: lets a caller refuse an unknown model before doing
+   * anything else for the request (admission, metering).
+   * @throws {TollgateError} `model_not_found` (404, listing the known models).
+   */
+  ensureModel(model: string): Promise<void>;
   /** Every model and alias served, sorted by id. */
   listModels(): Promise<RouterModel[]>;
   /** Each backend's state. */

@@ -269,6 +269,22 @@ describe('createRouter: models and aliases', () => {
     expect(a.calls).toHaveLength(0);
   });
 
+  it('behavior: ensureModel resolves for models and aliases, relists once on a miss, and 404s what no backend serves', async () => {
+    const a = fakeBackend('a', () => json({}), ['one']);
+    const r = router({ backends: [{ backend: a }], aliases: { uno: 'one' } });
+    await r.refresh();
+    await r.ensureModel('one');
+    await r.ensureModel('uno');
+    expect(a.listCalls).toBe(1);
+    a.models = [{ id: 'one' }, { id: 'two' }];
+    await r.ensureModel('two');
+    expect(a.listCalls).toBe(2);
+    const error = await rejection(r.ensureModel('three'));
+    expect(error.code).toBe('model_not_found');
+    expect(error.message).toContain('one, two, uno');
+    expect(a.calls).toHaveLength(0);
+  });
+
   it('error: a long list of known models is truncated in the 404 message', async () => {
     const models = Array.from(
       { length: 50 },

@@ -638,6 +638,12 @@ export function createRouter(options: RouterOptions): Router {
   return {
     dispatch,
 
+    async ensureModel(model) {
+      if (resolveModel(model)) return;
+      await refreshOnMiss();
+      if (!resolveModel(model)) throw modelNotFound(model);
+    },
+
     async listModels() {
       if (states.some((state) => !state.listAttempted)) await refreshModels();
       const list: RouterModel[] = [];
