@@ -45,6 +45,8 @@ export interface AdmissionRequest {
   body: OperationRequest[Operation];
   /** The request's id, kept with its usage record. */
   requestId?: string;
+  /** The model's context window in tokens, when its servers report one. */
+  contextLength?: number;
 }
 
 /** How an admitted request ended, as handed to {@link Admission.settle}. */
@@ -208,6 +210,7 @@ export function createTenancyAccess(
         body: request.body,
         requestId: request.requestId ?? null,
         streamed: (request.body as { stream?: unknown }).stream === true,
+        ...(request.contextLength !== undefined ? { contextLength: request.contextLength } : {}),
       });
       return {
         headers: admission.headers,

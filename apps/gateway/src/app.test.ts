@@ -56,7 +56,9 @@ function stubRouter(
       calls.push(call);
       return (options.dispatch ?? okDispatch)(call);
     },
-    async ensureModel() {},
+    async ensureModel(model) {
+      return { model };
+    },
     async listModels() {
       return options.models ?? [{ id: 'stub-model', backends: ['stub'], ownedBy: 'stub-owner' }];
     },

@@ -270,12 +270,13 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
       c.set('model', request.model);
       // An unknown model is a 404 before admission: it must not count against the caller's
       // limits or leave a usage record.
-      await router.ensureModel(request.model);
+      const { contextLength } = await router.ensureModel(request.model);
       const admission = await access.admit(c.get('principal')!, {
         operation,
         model: request.model,
         body: request,
         requestId,
+        ...(contextLength !== undefined ? { contextLength } : {}),
       });
       const settle = (outcome: SettleOutcome) => settleQuietly(admission, outcome, requestLogger);
       const started = performance.now();

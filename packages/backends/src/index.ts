@@ -29,6 +29,7 @@ export type {
   DispatchOutcome,
   DispatchResult,
   ModelConcurrency,
+  ResolvedModel,
   Router,
   RouterBackendEntry,
   RouterBackendStatus,

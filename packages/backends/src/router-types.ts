@@ -126,6 +126,16 @@ export interface RouterModel {
   /** The target, when this entry is an alias. */
   aliasOf?: string;
   ownedBy?: string;
+  /** The smallest context window, in tokens, that its backends report (when any does). */
+  contextLength?: number;
+}
+
+/** What {@link Router.ensureModel} found. */
+export interface ResolvedModel {
+  /** The name the upstream will receive (aliases resolved, `:latest` added for Ollama). */
+  model: string;
+  /** The smallest context window its backends report, in tokens, when any does. */
+  contextLength?: number;
 }
 
 /** A backend's state as the watchdog sees it. */
@@ -167,12 +177,12 @@ export interface Router {
     options: DispatchOptions,
   ): Promise<DispatchResult>;
   /**
-   * Resolves when a model (or alias) is served by some backend, listing the backends' models
-   * again once when it is not known yet: lets a caller refuse an unknown model before doing
-   * anything else for the request (admission, metering).
+   * Finds the model (or alias) a request names, listing the backends' models again once when
+   * it is not known yet: lets a caller refuse an unknown model before doing anything else for
+   * the request (admission, metering), and size a reservation by the model's context.
    * @throws {TollgateError} `model_not_found` (404, listing the known models).
    */
-  ensureModel(model: string): Promise<void>;
+  ensureModel(model: string): Promise<ResolvedModel>;
   /** Every model and alias served, sorted by id. */
   listModels(): Promise<RouterModel[]>;
   /** Each backend's state. */

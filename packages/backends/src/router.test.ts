@@ -273,8 +273,8 @@ describe('createRouter: models and aliases', () => {
     const a = fakeBackend('a', () => json({}), ['one']);
     const r = router({ backends: [{ backend: a }], aliases: { uno: 'one' } });
     await r.refresh();
-    await r.ensureModel('one');
-    await r.ensureModel('uno');
+    expect(await r.ensureModel('one')).toEqual({ model: 'one' });
+    expect(await r.ensureModel('uno')).toEqual({ model: 'one' });
     expect(a.listCalls).toBe(1);
     a.models = [{ id: 'one' }, { id: 'two' }];
     await r.ensureModel('two');
@@ -283,6 +283,20 @@ describe('createRouter: models and aliases', () => {
     expect(error.code).toBe('model_not_found');
     expect(error.message).toContain('one, two, uno');
     expect(a.calls).toHaveLength(0);
+  });
+
+  it('behavior: a model reports the smallest context window its backends list', async () => {
+    const a = fakeBackend('a', () => json({}), []);
+    a.models = [{ id: 'm', contextLength: 8192 }, { id: 'solo' }];
+    const b = fakeBackend('b', () => json({}), []);
+    b.models = [{ id: 'm', contextLength: 4096 }];
+    const r = router({ backends: [{ backend: a }, { backend: b }], aliases: { mm: 'm' } });
+    await r.refresh();
+    expect(await r.ensureModel('mm')).toEqual({ model: 'm', contextLength: 4096 });
+    expect(await r.ensureModel('solo')).toEqual({ model: 'solo' });
+    const listed = await r.listModels();
+    expect(listed.find((entry) => entry.id === 'm')?.contextLength).toBe(4096);
+    expect(listed.find((entry) => entry.id === 'mm')?.contextLength).toBe(4096);
   });
 
   it('error: a long list of known models is truncated in the 404 message', async () => {

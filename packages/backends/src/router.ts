@@ -28,6 +28,7 @@ import type {
   DispatchOptions,
   DispatchOutcome,
   DispatchResult,
+  ResolvedModel,
   Router,
   RouterBackendStatus,
   RouterEvent,
@@ -54,6 +55,8 @@ interface BackendState {
   readonly dynamic: boolean;
   models: string[];
   ownedBy: Map<string, string> | undefined;
+  /** Context window per model, in tokens, where the server reports one. */
+  contextLengths: Map<string, number> | undefined;
   /** A listing has been tried at least once (successful or not). */
   listAttempted: boolean;
   inFlight: number;
@@ -63,6 +66,8 @@ interface BackendState {
 interface ModelRoute {
   readonly backends: BackendState[];
   ownedBy: string | undefined;
+  /** The smallest context window its backends report, if any does. */
+  contextLength: number | undefined;
   /** Advances on every dispatch, so equally busy backends take turns. */
   turn: number;
 }
@@ -145,6 +150,7 @@ export function createRouter(options: RouterOptions): Router {
       dynamic: entry.models === undefined,
       models: entry.models ? [...entry.models] : [],
       ownedBy: undefined,
+      contextLengths: undefined,
       listAttempted: entry.models !== undefined,
       inFlight: 0,
       health: createHealthRecord(),
@@ -191,12 +197,20 @@ export function createRouter(options: RouterOptions): Router {
       for (const model of state.models) {
         let route = next.get(model);
         if (!route) {
-          route = { backends: [], ownedBy: undefined, turn: previous.get(model)?.turn ?? 0 };
+          route = {
+            backends: [],
+            ownedBy: undefined,
+            contextLength: undefined,
+            turn: previous.get(model)?.turn ?? 0,
+          };
           next.set(model, route);
         }
         if (route.backends.includes(state)) continue;
         route.backends.push(state);
         route.ownedBy ??= state.ownedBy?.get(model);
+        const contextLength = state.contextLengths?.get(model);
+        if (contextLength !== undefined)
+          route.contextLength = Math.min(route.contextLength ?? contextLength, contextLength);
       }
     }
     return next;
@@ -252,9 +266,13 @@ export function createRouter(options: RouterOptions): Router {
       );
       state.models = models.map((model) => model.id);
       const ownedBy = new Map<string, string>();
-      for (const model of models)
+      const contextLengths = new Map<string, number>();
+      for (const model of models) {
         if (model.ownedBy !== undefined) ownedBy.set(model.id, model.ownedBy);
+        if (model.contextLength !== undefined) contextLengths.set(model.id, model.contextLength);
+      }
       state.ownedBy = ownedBy;
+      state.contextLengths = contextLengths;
     } catch (error) {
       // Keep the last good list: one failed listing should not make a model vanish.
       emit({ type: 'models_refresh_failed', backend: state.name, error });
@@ -639,9 +657,16 @@ export function createRouter(options: RouterOptions): Router {
     dispatch,
 
     async ensureModel(model) {
-      if (resolveModel(model)) return;
-      await refreshOnMiss();
-      if (!resolveModel(model)) throw modelNotFound(model);
+      let resolved = resolveModel(model);
+      if (!resolved) {
+        await refreshOnMiss();
+        resolved = resolveModel(model);
+        if (!resolved) throw modelNotFound(model);
+      }
+      const found: ResolvedModel = { model: resolved.model };
+      if (resolved.route.contextLength !== undefined)
+        found.contextLength = resolved.route.contextLength;
+      return found;
     },
 
     async listModels() {
@@ -651,6 +676,7 @@ export function createRouter(options: RouterOptions): Router {
         if (aliases.has(id)) continue;
         const entry: RouterModel = { id, backends: route.backends.map((state) => state.name) };
         if (route.ownedBy !== undefined) entry.ownedBy = route.ownedBy;
+        if (route.contextLength !== undefined) entry.contextLength = route.contextLength;
         list.push(entry);
       }
       for (const [alias, target] of aliases) {
@@ -662,6 +688,7 @@ export function createRouter(options: RouterOptions): Router {
           aliasOf: target,
         };
         if (route.ownedBy !== undefined) entry.ownedBy = route.ownedBy;
+        if (route.contextLength !== undefined) entry.contextLength = route.contextLength;
         list.push(entry);
       }
       return list.sort((a, b) => compareIds(a.id, b.id));

@@ -320,6 +320,16 @@ describe('admission', () => {
     });
   });
 
+  it("behavior: the completion tokens reserved are capped by the model's context window", async () => {
+    const { tenancy } = setup();
+    const caller = await tenantCaller(tenancy, { tokens_per_minute: 100_000 });
+    // No max_tokens: the default (1024) would be reserved, but only 200 - 6 tokens fit.
+    const admission = await tenancy.admit(caller, { ...chat('abcdefgh'), contextLength: 200 });
+    expect(admission.headers['x-ratelimit-remaining-tokens']).toBe(String(100_000 - 200));
+    const wide = await tenancy.admit(caller, { ...chat('abcdefgh'), contextLength: 100_000 });
+    expect(wide.headers['x-ratelimit-remaining-tokens']).toBe(String(100_000 - 200 - 6 - 1024));
+  });
+
   it('behavior: budgets hold across a restart (a new limiter is seeded from the records)', async () => {
     const first = setup();
     const caller = await tenantCaller(first.tenancy, {

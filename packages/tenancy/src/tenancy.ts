@@ -104,6 +104,11 @@ export interface AdmitRequest {
   body: unknown;
   requestId?: string | null;
   streamed?: boolean;
+  /**
+   * The model's context window in tokens, when known: the completion tokens reserved never
+   * exceed what fits after the prompt.
+   */
+  contextLength?: number;
 }
 
 /** How an admitted request ended. */
@@ -625,7 +630,10 @@ export function createTenancy(options: TenancyOptions): Tenancy {
       }
       const admissionId = createId('ad');
       const promptTokens = estimatePromptTokens(request.body);
-      const allowance = completionAllowance(request.body, request.operation, defaultMaxTokens);
+      let allowance = completionAllowance(request.body, request.operation, defaultMaxTokens);
+      if (request.contextLength !== undefined) {
+        allowance = Math.min(allowance, Math.max(0, request.contextLength - promptTokens));
+      }
       const price = priceFor(options.prices, model);
       const reservedCost = costMicroUsd(price, promptTokens, allowance);
       const admittedAt = now();
