@@ -207,7 +207,11 @@ async function buildGateway(): Promise<string> {
   const pglite = realpathSync(resolve(root, 'packages/tenancy/node_modules/@electric-sql/pglite'));
   await build({
     config: false,
-    entry: { cli: resolve(root, 'apps/gateway/src/cli.ts') },
+    entry: {
+      cli: resolve(root, 'apps/gateway/src/cli.ts'),
+      // The embedded database's worker thread, loaded from beside the code that starts it.
+      'store-worker': resolve(root, 'packages/tenancy/src/store-worker.ts'),
+    },
     outDir,
     format: 'esm',
     platform: 'node',
@@ -216,7 +220,7 @@ async function buildGateway(): Promise<string> {
     external: ['@electric-sql/pglite'],
     // Bundled CommonJS dependencies call require() for Node's built-ins.
     banner: {
-      js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);",
+      js: "import { createRequire as createRequireForBundle } from 'node:module'; const require = createRequireForBundle(import.meta.url);",
     },
     clean: true,
     silent: true,

@@ -58,7 +58,12 @@ export async function openTenancy(
       );
     }
     try {
-      store = await createStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+      // The embedded database's work runs in a worker thread, off the request thread.
+      store = await createStore({
+        databaseUrl: config.databaseUrl,
+        dataDir: config.dataDir,
+        worker: role === 'serve',
+      });
     } catch (error) {
       release?.();
       throw error;

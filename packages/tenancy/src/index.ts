@@ -45,6 +45,7 @@ export {
   createPostgresStore,
   createStore,
 } from './store.js';
+export { createPgliteStoreInWorker } from './store-thread.js';
 export {
   type ActorContext,
   type AdmitRequest,

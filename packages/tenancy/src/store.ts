@@ -29,6 +29,7 @@ import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import { migrate as migratePostgresJs } from 'drizzle-orm/postgres-js/migrator';
 import postgres from 'postgres';
 import { apiKeys, auditLog, reservations, tenants, usageEvents } from './schema.js';
+import { createPgliteStoreInWorker } from './store-thread.js';
 import type {
   ApiKeyRecord,
   AuditEntry,
@@ -72,6 +73,12 @@ export interface CreateStoreOptions {
    * @default undefined (PGlite in memory)
    */
   dataDir?: string;
+  /**
+   * Run PGlite in a worker thread ({@link createPgliteStoreInWorker}), so its work never stalls
+   * the calling thread (the gateway sets it). No effect on PostgreSQL.
+   * @default false
+   */
+  worker?: boolean;
 }
 
 /** Where the migrator records applied migrations; the same names as in drizzle.config.ts. */
@@ -212,7 +219,8 @@ export async function createStore(options: CreateStoreOptions = {}): Promise<Ten
       }. Leave it unset to use the embedded PGlite database in the data directory.`,
     );
   }
-  return createPgliteStore({ dataDir: dataDir === undefined ? undefined : join(dataDir, 'db') });
+  const pglite = { dataDir: dataDir === undefined ? undefined : join(dataDir, 'db') };
+  return options.worker ? createPgliteStoreInWorker(pglite) : createPgliteStore(pglite);
 }
 
 async function migratePostgres(url: string): Promise<void> {
