@@ -383,14 +383,14 @@ describe('tollgate usage', () => {
     expect(ran.code, ran.stderr).toBe(0);
     const lines = ran.stdout.trimEnd().split('\n');
     expect(lines[0]).toMatch(
-      /^TENANT_ID\s+REQUESTS\s+PROMPT_TOKENS\s+COMPLETION_TOKENS\s+TOTAL_TOKENS\s+COST_USD\s+ESTIMATED_REQUESTS$/,
+      /^TENANT_ID\s+TENANT\s+REQUESTS\s+PROMPT_TOKENS\s+COMPLETION_TOKENS\s+TOTAL_TOKENS\s+COST_USD\s+ESTIMATED_REQUESTS$/,
     );
     const rows = lines.slice(1).map((line) => line.split(/\s{2,}/));
     expect(rows).toHaveLength(3);
     expect(rows).toEqual(
       expect.arrayContaining([
-        [tenantA.id, '3', '60', '30', '90', '0.08', '0'],
-        [tenantB.id, '2', '40', '20', '60', '0.08', '1'],
+        [tenantA.id, tenantA.name, '3', '60', '30', '90', '0.08', '0'],
+        [tenantB.id, tenantB.name, '2', '40', '20', '60', '0.08', '1'],
       ]),
     );
     expect(rows[2]).toEqual(['TOTAL', '5', '100', '50', '150', '0.16', '1']);

@@ -533,16 +533,26 @@ export async function usageCommand(args: string[], io: Output, now = Date.now): 
       return EXIT_OK;
     }
     const keys = (query.groupBy ?? []).map((key) => (key === 'tenant' ? 'tenant_id' : key));
-    const columns = [...keys, ...USAGE_SUMS];
+    // People read names: the tenant's name beside its id (static keys and anonymous have none).
+    const names = keys.includes('tenant_id')
+      ? new Map((await tenancy.listTenants()).map((tenant) => [tenant.id, tenant.name]))
+      : undefined;
+    const columns = [...keys, ...(names ? ['tenant'] : []), ...USAGE_SUMS];
     const lines = rows.map((row) => {
       const shown = usageRowJson(row) as Record<string, unknown>;
+      if (names) shown.tenant = names.get(row.tenantId ?? '') ?? '-';
       return columns.map((column) => shown[column] as string | number);
     });
-    const totals = usageTotals(rows) as Record<string, number>;
-    lines.push([
-      ...keys.map((_, index) => (index === 0 ? 'TOTAL' : '')),
-      ...USAGE_SUMS.map((sum) => totals[sum]!),
-    ]);
+    const totals = usageTotals(rows) as Record<string, unknown>;
+    lines.push(
+      columns.map((column, index) =>
+        index === 0
+          ? 'TOTAL'
+          : (USAGE_SUMS as readonly string[]).includes(column)
+            ? (totals[column] as number)
+            : '',
+      ),
+    );
     io.out(table(columns, lines));
     return EXIT_OK;
   });
