@@ -64,6 +64,16 @@ export {
   hpkeSuite,
 } from './hpke.js';
 export {
+  activeKeys,
+  createKeySet,
+  type EncryptionKey,
+  type KeySet,
+  type KeySetOptions,
+  parseKeySet,
+  rotateKeySet,
+  serializeKeySet,
+} from './keyset.js';
+export {
   type GenerateP256KeyPairOptions,
   generateP256KeyPair,
   OBOL_MIN_MESSAGE_LENGTH,
