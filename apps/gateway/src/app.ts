@@ -3,6 +3,7 @@
  * `app.request()` in tests). The Node server around it lives in `server.ts`.
  */
 import type { DispatchOutcome, Router, RouterModel } from '@tollgate/backends';
+import type { KeySet } from '@tollgate/ecies';
 import {
   errorResponse,
   isTollgateError,
@@ -16,6 +17,7 @@ import { cors } from 'hono/cors';
 import { HTTPException } from 'hono/http-exception';
 import type { AccessControl, Admission, Principal, SettleOutcome } from './access.js';
 import type { Config } from './config.js';
+import { addEncryptionRoutes } from './encryption.js';
 import type { Logger } from './logger.js';
 
 /** Options for {@link createApp}. */
@@ -36,6 +38,8 @@ export interface CreateAppOptions {
   notReady?: () => string | undefined;
   /** The admin API, mounted at /admin (answers 404 with a hint when absent). */
   admin?: Hono<GatewayEnv>;
+  /** The gateway's encryption keys; their public halves are served when given. */
+  encryptionKeys?: () => KeySet;
 }
 
 /** What the inference handler tells the access log about a dispatched request. */
@@ -103,6 +107,7 @@ const ROUTES: Record<string, string[]> = {
   '/v1/models': ['GET', 'HEAD'],
   '/health': ['GET', 'HEAD'],
   '/health/ready': ['GET', 'HEAD'],
+  '/v1/enclave/pubkey': ['GET', 'HEAD'],
 };
 
 /**
@@ -390,6 +395,8 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
     return c.json({ status: 'not_ready', reason, backends: summary }, 503);
   });
 
+  if (options.encryptionKeys) addEncryptionRoutes(app, options.encryptionKeys, now);
+
   if (options.admin) app.route('/admin', options.admin);
   else {
     app.all('/admin/*', (c) =>
@@ -421,7 +428,7 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
     errorResponse(
       new TollgateError(
         'route_not_found',
-        `Unknown route ${c.req.method} ${c.req.path}. This gateway serves POST /v1/chat/completions, POST /v1/completions, POST /v1/embeddings, GET /v1/models, GET /health and GET /health/ready.`,
+        `Unknown route ${c.req.method} ${c.req.path}. This gateway serves POST /v1/chat/completions, POST /v1/completions, POST /v1/embeddings, GET /v1/models, GET /v1/enclave/pubkey, GET /health and GET /health/ready.`,
       ),
     ),
   );

@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { FIRST_KEY_HELP } from './access.js';
 import { keysCommand, tenantsCommand, usageCommand } from './cli-admin.js';
+import { encryptionCommand } from './cli-encryption.js';
 import { isConfigError, loadConfig } from './config.js';
 import { createLogger } from './logger.js';
 import { startGateway } from './server.js';
@@ -29,6 +30,7 @@ Commands:
   tenants      Create, list, change and delete tenants and their limits
   keys         Issue, list, rotate and revoke API keys
   usage        Show usage by tenant, model or day (table, JSON or CSV)
+  encryption   Show or rotate the gateway's encryption keys
 
 Run "tollgate <command> --help" for a command's options.
 
@@ -128,9 +130,11 @@ async function main(argv: string[]): Promise<number> {
       return keysCommand(rest, io);
     case 'usage':
       return usageCommand(rest, io);
+    case 'encryption':
+      return encryptionCommand(rest, io);
     default:
       return usageError(
-        `unknown command "${command}" (available: serve, tenants, keys, usage)`,
+        `unknown command "${command}" (available: serve, tenants, keys, usage, encryption)`,
         'main',
       );
   }

@@ -12,12 +12,14 @@ import {
   type ModelConcurrency,
   type Router,
 } from '@tollgate/backends';
+import type { KeySet } from '@tollgate/ecies';
 import type { Tenancy, TenancyStore } from '@tollgate/tenancy';
 import type { Hono } from 'hono';
 import { type AccessControl, resolveAccess } from './access.js';
 import { createAdminApp } from './admin.js';
 import { createApp, describeError, type GatewayEnv } from './app.js';
 import { type Config, ConfigError } from './config.js';
+import { keySetPath, loadOrCreateKeySet } from './encryption.js';
 import { createLogger, type Logger } from './logger.js';
 import { openTenancy } from './tenancy-setup.js';
 import { createUpstreamFetch } from './upstream-fetch.js';
@@ -108,6 +110,21 @@ export async function startGateway(
     throw error;
   }
 
+  let encryptionKeys: KeySet;
+  try {
+    const loaded = loadOrCreateKeySet(config.dataDir);
+    encryptionKeys = loaded.set;
+    if (loaded.created) {
+      logger.info(
+        { file: keySetPath(config.dataDir) },
+        'encryption keys created (keep the file private; tollgate encryption show lists the public keys)',
+      );
+    }
+  } catch (error) {
+    await opened.close();
+    throw error;
+  }
+
   // Backends built here share one keep-alive pool with no headers or body timeout.
   const upstream = options.router ? undefined : createUpstreamFetch();
   const router = options.router ?? buildRouter(config, logger, upstream?.fetch);
@@ -125,6 +142,7 @@ export async function startGateway(
     access,
     logger,
     ...(admin ? { admin } : {}),
+    encryptionKeys: () => encryptionKeys,
     notReady: () =>
       tenancy.healthy ? undefined : 'usage records cannot be written: the database is unreachable',
   });

@@ -1,0 +1,167 @@
+import { statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createKeySet, obolDecrypt, obolEncrypt, p256PublicKeyFromHex } from '@tollgate/ecies';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { Output } from './cli-admin.js';
+import { encryptionCommand } from './cli-encryption.js';
+import { isConfigError, loadConfig } from './config.js';
+import { keySetPath, loadOrCreateKeySet, rotateKeySetFile } from './encryption.js';
+import { startGateway } from './server.js';
+import { captureLogger, tempDataDir, testStore } from './test-helpers.js';
+
+const cleanups: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  vi.unstubAllEnvs();
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+function dataDir(): string {
+  const dir = tempDataDir();
+  cleanups.push(dir.cleanup);
+  return dir.path;
+}
+
+describe('the key set file', () => {
+  it('behavior: made on first use with mode 0600, then read back unchanged', () => {
+    const dir = dataDir();
+    const first = loadOrCreateKeySet(dir);
+    expect(first.created).toBe(true);
+    expect(statSync(keySetPath(dir)).mode & 0o777).toBe(0o600);
+    const second = loadOrCreateKeySet(dir);
+    expect(second.created).toBe(false);
+    expect(second.set).toEqual(first.set);
+  });
+
+  it('behavior: rotation is saved, the previous key kept for the grace period', () => {
+    const dir = dataDir();
+    const now = Date.parse('2026-11-23T10:00:00Z');
+    loadOrCreateKeySet(dir, now);
+    const rotated = rotateKeySetFile(dir, { graceMs: 3_600_000, now: now + 1000 });
+    expect(rotated.keys.map((key) => key.id)).toEqual([2, 1]);
+    expect(loadOrCreateKeySet(dir).set).toEqual(rotated);
+  });
+
+  it('error: a damaged file is a configuration error saying what to do, never silently replaced', () => {
+    const dir = dataDir();
+    writeFileSync(keySetPath(dir), '{"version": 1, "keys": []}');
+    let caught: unknown;
+    try {
+      loadOrCreateKeySet(dir);
+    } catch (error) {
+      caught = error;
+    }
+    expect(isConfigError(caught)).toBe(true);
+    expect((caught as Error).message).toContain('encryption-keys.json');
+    expect((caught as Error).message).toContain('backup');
+  });
+});
+
+describe('GET /v1/enclave/pubkey', { timeout: 60_000 }, () => {
+  it('behavior: a started gateway makes its keys and serves the P-256 public key, without auth', async () => {
+    const dir = dataDir();
+    const gateway = await startGateway(
+      loadConfig({ env: {}, argv: { port: 0 }, values: { data_dir: dir, api_keys: ['k'] } }),
+      { logger: captureLogger().logger, store: await testStore() },
+    );
+    cleanups.push(() => gateway.close());
+    const response = await fetch(`${gateway.url}/v1/enclave/pubkey`);
+    expect(response.status).toBe(200);
+    const body = (await response.json()) as Record<string, unknown>;
+    expect(body).toEqual({
+      pubkey: expect.stringMatching(/^04[0-9a-f]{128}$/),
+      tag: 'k1',
+      persistent: true,
+      algorithm: 'ECIES-P256-HKDF-SHA256-AES256GCM',
+    });
+    // What a client encrypts to that key, the key in the data dir opens.
+    const { set } = loadOrCreateKeySet(dir);
+    const sealed = obolEncrypt(
+      p256PublicKeyFromHex(body.pubkey as string),
+      new TextEncoder().encode('hello'),
+    );
+    expect(new TextDecoder().decode(obolDecrypt(set.keys[0]!.privateKey, sealed))).toBe('hello');
+    expect((await fetch(`${gateway.url}/v1/enclave/pubkey`, { method: 'POST' })).status).toBe(405);
+  });
+
+  it('error: with only X25519 keys there is no Obol key to publish: 404 saying how to get one', async () => {
+    const dir = dataDir();
+    writeFileSync(
+      keySetPath(dir),
+      (await import('@tollgate/ecies')).serializeKeySet(createKeySet({ kem: 0x0020 })),
+      { mode: 0o600 },
+    );
+    const gateway = await startGateway(
+      loadConfig({ env: {}, argv: { port: 0 }, values: { data_dir: dir, api_keys: ['k'] } }),
+      { logger: captureLogger().logger, store: await testStore() },
+    );
+    cleanups.push(() => gateway.close());
+    const response = await fetch(`${gateway.url}/v1/enclave/pubkey`);
+    expect(response.status).toBe(404);
+    const body = (await response.json()) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe('not_found');
+    expect(body.error.message).toContain('--kem p256');
+  });
+});
+
+async function run(args: string[]) {
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  const io: Output = { out: (text) => stdout.push(text), err: (text) => stderr.push(text) };
+  const code = await encryptionCommand(args, io);
+  return { code, stdout: stdout.join(''), stderr: stderr.join('') };
+}
+
+describe('tollgate encryption', () => {
+  function useDataDir(dir: string) {
+    for (const name of Object.keys(process.env)) {
+      if (name.startsWith('TOLLGATE_')) vi.stubEnv(name, undefined);
+    }
+    const config = join(dir, 'empty.yaml');
+    writeFileSync(config, '');
+    vi.stubEnv('TOLLGATE_DATA_DIR', dir);
+    vi.stubEnv('TOLLGATE_CONFIG', config);
+  }
+
+  it('behavior: show lists the public keys (never the private ones); rotate adds a current key', async () => {
+    const dir = dataDir();
+    useDataDir(dir);
+    const shown = await run(['show', '--json']);
+    expect(shown.code, shown.stderr).toBe(0);
+    const { keys } = JSON.parse(shown.stdout) as { keys: Array<Record<string, unknown>> };
+    expect(keys).toEqual([
+      expect.objectContaining({
+        id: 1,
+        kem: 'p256',
+        state: 'current',
+        obol: true,
+        retires_at: null,
+      }),
+    ]);
+    const privateHex = Buffer.from(loadOrCreateKeySet(dir).set.keys[0]!.privateKey).toString('hex');
+    expect(shown.stdout).not.toContain(privateHex);
+
+    const rotated = await run(['rotate', '--grace', '1h', '--kem', 'x25519']);
+    expect(rotated.code, rotated.stderr).toBe(0);
+    expect(rotated.stdout).toMatch(/^ID\s+KEM\s+STATE/);
+    expect(rotated.stderr).toContain('Restart the gateway');
+    const after = JSON.parse((await run(['show', '--json'])).stdout) as {
+      keys: Array<Record<string, unknown>>;
+    };
+    expect(after.keys.map((key) => [key.id, key.kem, key.state, key.obol])).toEqual([
+      [2, 'x25519', 'current', false],
+      [1, 'p256', 'retiring', true],
+    ]);
+  });
+
+  it('error: wrong usage exits 2 with a hint; --help exits 0', async () => {
+    useDataDir(dataDir());
+    expect((await run(['spin'])).code).toBe(2);
+    expect((await run(['rotate', '--grace', 'soon'])).code).toBe(2);
+    expect((await run(['rotate', '--kem', 'rsa'])).stderr).toContain(
+      '--kem must be p256 or x25519',
+    );
+    const help = await run(['--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('tollgate encryption rotate');
+  });
+});

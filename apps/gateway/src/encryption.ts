@@ -1,0 +1,112 @@
+/**
+ * The gateway's encryption keys: a key set kept in the data dir (`encryption-keys.json`, mode
+ * 0600), made on first start, rotated by `tollgate encryption rotate`; and the routes that
+ * publish the public half.
+ */
+import { randomUUID } from 'node:crypto';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  activeKeys,
+  createKeySet,
+  type EncryptionKey,
+  isEciesError,
+  type KeySet,
+  p256PublicKeyToHex,
+  parseKeySet,
+  rotateKeySet,
+  serializeKeySet,
+} from '@tollgate/ecies';
+import { TollgateError } from '@tollgate/protocol';
+import type { Hono } from 'hono';
+import type { GatewayEnv } from './app.js';
+import { ConfigError } from './config.js';
+import { ensureDataDir } from './data-dir.js';
+
+/** The key set file in a data dir. */
+export function keySetPath(dataDir: string): string {
+  return join(dataDir, 'encryption-keys.json');
+}
+
+/** Writes the file whole or not at all (a crash mid-write must not lose the keys). */
+function writeKeySet(path: string, set: KeySet): void {
+  const temporary = `${path}.${randomUUID()}.tmp`;
+  writeFileSync(temporary, serializeKeySet(set), { mode: 0o600 });
+  renameSync(temporary, path);
+}
+
+/**
+ * Reads the key set of a data dir, creating it (one P-256 key) when there is none.
+ *
+ * @throws {ConfigError} when the file exists but cannot be read as a key set.
+ */
+export function loadOrCreateKeySet(
+  dataDir: string,
+  now = Date.now(),
+): { set: KeySet; created: boolean } {
+  const path = keySetPath(dataDir);
+  if (!existsSync(path)) {
+    ensureDataDir(dataDir);
+    const set = createKeySet({ now });
+    writeKeySet(path, set);
+    return { set, created: true };
+  }
+  try {
+    return { set: parseKeySet(readFileSync(path, 'utf8')), created: false };
+  } catch (error) {
+    const reason = isEciesError(error) ? error.message : (error as Error).message;
+    throw new ConfigError([
+      `${path}: ${reason} Restore it from a backup, or move it away to have new keys made (clients then fetch the new public keys).`,
+    ]);
+  }
+}
+
+/** Rotates the key set of a data dir and saves it; the old current key is kept for `graceMs`. */
+export function rotateKeySetFile(
+  dataDir: string,
+  options: { graceMs: number; kem?: number; now?: number },
+): KeySet {
+  const now = options.now ?? Date.now();
+  const { set } = loadOrCreateKeySet(dataDir, now);
+  const rotated = rotateKeySet(set, {
+    now,
+    graceMs: options.graceMs,
+    ...(options.kem !== undefined ? { kem: options.kem } : {}),
+  });
+  writeKeySet(keySetPath(dataDir), rotated);
+  return rotated;
+}
+
+/** The P-256 key the Obol format publishes: the newest active one. */
+export function obolKey(set: KeySet, now = Date.now()): EncryptionKey | undefined {
+  return activeKeys(set, now).find((key) => key.kem === 0x0010);
+}
+
+/** Algorithm name of the Obol format, as the Go gateway publishes it. */
+export const OBOL_ALGORITHM = 'ECIES-P256-HKDF-SHA256-AES256GCM';
+
+/**
+ * Adds the routes that publish the public keys (no auth, no payment):
+ * `GET /v1/enclave/pubkey` for the Obol format.
+ */
+export function addEncryptionRoutes(
+  app: Hono<GatewayEnv>,
+  keys: () => KeySet,
+  now: () => number = Date.now,
+): void {
+  app.get('/v1/enclave/pubkey', (c) => {
+    const key = obolKey(keys(), now());
+    if (!key) {
+      throw new TollgateError(
+        'not_found',
+        'This gateway has no P-256 key for the Obol format (its keys are X25519). Rotate to a P-256 key: tollgate encryption rotate --kem p256.',
+      );
+    }
+    return c.json({
+      pubkey: p256PublicKeyToHex(key.publicKey),
+      tag: `k${key.id}`,
+      persistent: true,
+      algorithm: OBOL_ALGORITHM,
+    });
+  });
+}
