@@ -108,6 +108,7 @@ const ROUTES: Record<string, string[]> = {
   '/health': ['GET', 'HEAD'],
   '/health/ready': ['GET', 'HEAD'],
   '/v1/enclave/pubkey': ['GET', 'HEAD'],
+  '/.well-known/ohttp-gateway': ['GET', 'HEAD'],
 };
 
 /**
@@ -428,7 +429,7 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
     errorResponse(
       new TollgateError(
         'route_not_found',
-        `Unknown route ${c.req.method} ${c.req.path}. This gateway serves POST /v1/chat/completions, POST /v1/completions, POST /v1/embeddings, GET /v1/models, GET /v1/enclave/pubkey, GET /health and GET /health/ready.`,
+        `Unknown route ${c.req.method} ${c.req.path}. This gateway serves POST /v1/chat/completions, POST /v1/completions, POST /v1/embeddings, GET /v1/models, GET /v1/enclave/pubkey, GET /.well-known/ohttp-gateway, GET /health and GET /health/ready.`,
       ),
     ),
   );

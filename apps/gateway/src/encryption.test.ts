@@ -1,6 +1,15 @@
 import { statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createKeySet, obolDecrypt, obolEncrypt, p256PublicKeyFromHex } from '@tollgate/ecies';
+import {
+  createKeySet,
+  decapsulateRequest,
+  decodeKeyConfigs,
+  encapsulateRequest,
+  importOhttpKey,
+  obolDecrypt,
+  obolEncrypt,
+  p256PublicKeyFromHex,
+} from '@tollgate/ecies';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Output } from './cli-admin.js';
 import { encryptionCommand } from './cli-encryption.js';
@@ -81,6 +90,20 @@ describe('GET /v1/enclave/pubkey', { timeout: 60_000 }, () => {
     );
     expect(new TextDecoder().decode(obolDecrypt(set.keys[0]!.privateKey, sealed))).toBe('hello');
     expect((await fetch(`${gateway.url}/v1/enclave/pubkey`, { method: 'POST' })).status).toBe(405);
+
+    // The same key as an Oblivious HTTP key configuration, which a client can encrypt to.
+    const configs = await fetch(`${gateway.url}/.well-known/ohttp-gateway`);
+    expect(configs.status).toBe(200);
+    expect(configs.headers.get('content-type')).toBe('application/ohttp-keys');
+    const [config] = decodeKeyConfigs(new Uint8Array(await configs.arrayBuffer()));
+    expect(config).toMatchObject({ keyId: 1, kemId: 0x0010 });
+    expect(config!.publicKey).toEqual(set.keys[0]!.publicKey);
+    const { encapsulatedRequest } = encapsulateRequest(config!, new TextEncoder().encode('x'));
+    const opened = decapsulateRequest(
+      importOhttpKey({ keyId: 1, kemId: 0x0010, privateKey: set.keys[0]!.privateKey }),
+      encapsulatedRequest,
+    );
+    expect(new TextDecoder().decode(opened.request)).toBe('x');
   });
 
   it('error: with only X25519 keys there is no Obol key to publish: 404 saying how to get one', async () => {

@@ -10,8 +10,11 @@ import {
   activeKeys,
   createKeySet,
   type EncryptionKey,
+  encodeKeyConfigs,
+  importOhttpKey,
   isEciesError,
   type KeySet,
+  ohttpKeyConfig,
   p256PublicKeyToHex,
   parseKeySet,
   rotateKeySet,
@@ -86,8 +89,21 @@ export function obolKey(set: KeySet, now = Date.now()): EncryptionKey | undefine
 export const OBOL_ALGORITHM = 'ECIES-P256-HKDF-SHA256-AES256GCM';
 
 /**
+ * The Oblivious HTTP key configurations (RFC 9458 section 3) of the keys still accepted,
+ * current first, in the `application/ohttp-keys` encoding.
+ */
+export function ohttpKeyConfigs(set: KeySet, now = Date.now()): Uint8Array {
+  return encodeKeyConfigs(
+    activeKeys(set, now).map((key) =>
+      ohttpKeyConfig(importOhttpKey({ keyId: key.id, kemId: key.kem, privateKey: key.privateKey })),
+    ),
+  );
+}
+
+/**
  * Adds the routes that publish the public keys (no auth, no payment):
- * `GET /v1/enclave/pubkey` for the Obol format.
+ * `GET /v1/enclave/pubkey` for the Obol format, `GET /.well-known/ohttp-gateway` for Oblivious
+ * HTTP (RFC 9540's well-known name).
  */
 export function addEncryptionRoutes(
   app: Hono<GatewayEnv>,
@@ -109,4 +125,12 @@ export function addEncryptionRoutes(
       algorithm: OBOL_ALGORITHM,
     });
   });
+
+  app.get('/.well-known/ohttp-gateway', (c) =>
+    c.body(ohttpKeyConfigs(keys(), now()) as Uint8Array<ArrayBuffer>, 200, {
+      'content-type': 'application/ohttp-keys',
+      // Clients may keep it a while; a rotation keeps the old key accepted for its grace period.
+      'cache-control': 'public, max-age=3600',
+    }),
+  );
 }

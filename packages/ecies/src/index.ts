@@ -3,8 +3,9 @@
  *
  * Request and response encryption for LLM APIs, pure and isomorphic (browsers, Node, edge) on
  * @noble/curves, @noble/hashes and @noble/ciphers: the Obol-compatible P-256 ECIES format and
- * Apple's SecKeyCreateEncryptedData variant, HPKE base mode (RFC 9180) and Binary HTTP
- * (RFC 9292), the parts Oblivious HTTP (RFC 9458) is built from.
+ * Apple's SecKeyCreateEncryptedData variant, HPKE base mode (RFC 9180), Binary HTTP
+ * (RFC 9292), Oblivious HTTP (RFC 9458) with chunked messages for streams, and key sets with
+ * rotation.
  */
 export {
   APPLE_AES_KEY_LENGTH,
@@ -91,6 +92,39 @@ export {
   p256PublicKeyToHex,
   type RandomBytes,
 } from './obol.js';
+export {
+  createChunkedRequestReader,
+  createChunkedRequestWriter,
+  createChunkedResponseDecryptor,
+  createChunkedResponseEncryptor,
+  decapsulateRequest,
+  decodeKeyConfig,
+  decodeKeyConfigs,
+  encapsulateRequest,
+  encodeKeyConfig,
+  encodeKeyConfigs,
+  type GenerateOhttpKeyOptions,
+  generateOhttpKey,
+  type ImportOhttpKeyParameters,
+  importOhttpKey,
+  type OhttpChunkedClientContext,
+  type OhttpChunkedReader,
+  type OhttpChunkedReaderOptions,
+  type OhttpChunkedRequestReader,
+  type OhttpChunkedRequestWriter,
+  type OhttpChunkedServerContext,
+  type OhttpChunkedWriter,
+  type OhttpClientContext,
+  type OhttpEncapsulateOptions,
+  type OhttpHeader,
+  type OhttpKeyConfig,
+  type OhttpRandomBytes,
+  type OhttpResponseOptions,
+  type OhttpServerContext,
+  type OhttpServerKey,
+  type OhttpSymmetricSuite,
+  ohttpKeyConfig,
+} from './ohttp.js';
 export {
   decodeVarint,
   decodeVarintBigInt,
