@@ -17,13 +17,20 @@ import { cors } from 'hono/cors';
 import { HTTPException } from 'hono/http-exception';
 import type { AccessControl, Admission, Principal, SettleOutcome } from './access.js';
 import type { Config } from './config.js';
-import { addEncryptionRoutes } from './encryption.js';
+import {
+  addEncryptionRoutes,
+  isObolMediaType,
+  OBOL_MEDIA_TYPE,
+  openObolBody,
+  parseReplyKey,
+  sealObolReply,
+} from './encryption.js';
 import type { Logger } from './logger.js';
 
 /** Options for {@link createApp}. */
 export interface CreateAppOptions {
   /** The parts of the configuration the app reads. */
-  config: Pick<Config, 'limits' | 'cors'>;
+  config: Pick<Config, 'limits' | 'cors'> & Partial<Pick<Config, 'encryption'>>;
   /** Where inference requests go. */
   router: Router;
   /** Who may call. */
@@ -263,9 +270,25 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
       const signal = c.get('signal');
       const requestId = c.get('requestId');
       const requestLogger = c.get('logger');
+      const keys = options.encryptionKeys;
+      const obol = keys !== undefined && isObolMediaType(c.req.header('content-type'));
+      if (config.encryption?.required && !obol) {
+        throw new TollgateError(
+          'unsupported_media_type',
+          `This gateway serves encrypted requests only: send the body as ${OBOL_MEDIA_TYPE} (see GET /v1/enclave/pubkey).`,
+        );
+      }
+      // Checked before any work, so a malformed reply key never costs an upstream call.
+      const replyKey = keys ? parseReplyKey(c.req.header('x-obol-reply-pubkey')) : undefined;
       let body: unknown;
       try {
-        body = await readJsonBody(c.req.raw);
+        body = obol
+          ? parseJsonText(
+              new TextDecoder().decode(
+                openObolBody(new Uint8Array(await c.req.arrayBuffer()), keys!(), now()),
+              ),
+            )
+          : await readJsonBody(c.req.raw);
       } catch (error) {
         if (!signal.aborted) throw error;
         // The caller left while still sending the body: nobody is there to read a 400.
@@ -328,6 +351,14 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
             backend: result.backend,
           }),
       );
+      if (replyKey) {
+        // The whole answer is sealed at once: a broken body must reach the sealing as an error.
+        const plain = await toClientResponse(result.response, admission.headers, {
+          onBodyError: () => false,
+          handOn: () => {},
+        });
+        return await sealObolReply(plain, replyKey);
+      }
       return await toClientResponse(result.response, admission.headers, {
         onBodyError: (error) => cutConnection(c, error),
         handOn: () => {
@@ -465,6 +496,10 @@ async function readJsonBody(request: Request): Promise<unknown> {
       cause: error,
     });
   }
+  return parseJsonText(text);
+}
+
+function parseJsonText(text: string): unknown {
   if (text.trim() === '') {
     throw new TollgateError(
       'invalid_json',

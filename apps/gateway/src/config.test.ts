@@ -287,7 +287,6 @@ describe('loadConfig', () => {
     const config = loadConfig({
       env: {
         TOLLGATE_DISCOVERY_PORTS: '8080:llama',
-        TOLLGATE_ENCRYPTION_REQUIRED: 'true',
         TOLLGATE_X402_PAY_TO: '0xabc',
         TOLLGATE_X402_NETWORK: 'eip155:84532',
         TOLLGATE_X402_PRICE: '0.001',
@@ -298,7 +297,7 @@ describe('loadConfig', () => {
       },
       cwd: directory(),
     });
-    expect(config.notices).toHaveLength(8);
+    expect(config.notices).toHaveLength(7);
     expect(config.notices).toContain(
       'TOLLGATE_X402_PAY_TO is set, but this version of the gateway does not use it yet; it is ignored.',
     );
@@ -306,6 +305,25 @@ describe('loadConfig', () => {
       'Unknown environment variable TOLLGATE_API_KEY is ignored (did you mean TOLLGATE_API_KEYS?).',
     );
     expect(config.apiKeys).toEqual([]);
+  });
+
+  it('behavior: TOLLGATE_ENCRYPTION_REQUIRED takes true/false/1/0/yes/no and overrides the file', () => {
+    const cwd = directory({ 'tollgate.yaml': 'encryption:\n  required: false\n' });
+    expect(loadConfig({ env: {}, cwd }).encryption.required).toBe(false);
+    for (const [value, expected] of [
+      ['true', true],
+      ['1', true],
+      ['YES', true],
+      ['false', false],
+      ['0', false],
+    ] as const) {
+      expect(
+        loadConfig({ env: { TOLLGATE_ENCRYPTION_REQUIRED: value }, cwd }).encryption.required,
+      ).toBe(expected);
+    }
+    expect(problemsOf({ env: { TOLLGATE_ENCRYPTION_REQUIRED: 'maybe' }, cwd })[0]).toContain(
+      'encryption.required: must be true or false (from TOLLGATE_ENCRYPTION_REQUIRED="maybe")',
+    );
   });
 
   it('behavior: the database and Redis URLs come from the environment, never echoed in problems', () => {

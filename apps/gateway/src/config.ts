@@ -172,6 +172,9 @@ export const ConfigFileSchema = z.strictObject(
       failure_threshold: integer(1).default(3),
     }),
     upstream: section({ first_byte_timeout_seconds: positiveSeconds().default(600) }),
+    encryption: section({
+      required: z.boolean({ error: 'must be true or false' }).default(false),
+    }),
     tenancy: section({
       default_max_tokens: integer(1).default(1024),
       key_cache_seconds: z
@@ -265,6 +268,10 @@ export interface Config {
     /** How long in-flight requests may run on after shutdown starts. @default 30000 */
     graceMs: number;
   };
+  encryption: {
+    /** Refuse plaintext inference requests (415): only encrypted bodies are served. @default false */
+    required: boolean;
+  };
   tenancy: {
     /** Completion tokens reserved for a request without max_tokens. @default 1024 */
     defaultMaxTokens: number;
@@ -330,12 +337,12 @@ const ENV_USED = new Set([
   'TOLLGATE_BACKEND_TYPE',
   'TOLLGATE_DATABASE_URL',
   'TOLLGATE_REDIS_URL',
+  'TOLLGATE_ENCRYPTION_REQUIRED',
 ]);
 
 /** Environment variables of features that come later: accepted, not used yet. */
 const ENV_LATER = new Set([
   'TOLLGATE_DISCOVERY_PORTS',
-  'TOLLGATE_ENCRYPTION_REQUIRED',
   'TOLLGATE_X402_PAY_TO',
   'TOLLGATE_X402_NETWORK',
   'TOLLGATE_X402_PRICE',
@@ -432,6 +439,22 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     fromEnv('database_url', 'TOLLGATE_DATABASE_URL', value('TOLLGATE_DATABASE_URL'));
   if (value('TOLLGATE_REDIS_URL') !== undefined)
     fromEnv('redis_url', 'TOLLGATE_REDIS_URL', value('TOLLGATE_REDIS_URL'));
+  const encryptionRequired = value('TOLLGATE_ENCRYPTION_REQUIRED');
+  if (encryptionRequired !== undefined) {
+    const word = encryptionRequired.toLowerCase();
+    // Anything but the usual spellings is left as text for the schema to report.
+    const required = ['true', '1', 'yes'].includes(word)
+      ? true
+      : ['false', '0', 'no'].includes(word)
+        ? false
+        : encryptionRequired;
+    const section = raw.encryption;
+    raw.encryption = {
+      ...(typeof section === 'object' && section !== null ? section : {}),
+      required,
+    };
+    sources.set('encryption.required', `TOLLGATE_ENCRYPTION_REQUIRED="${encryptionRequired}"`);
+  }
   if (value('TOLLGATE_API_KEYS') !== undefined) {
     const keys = value('TOLLGATE_API_KEYS')!
       .split(',')
@@ -576,6 +599,7 @@ function toConfig(
     },
     upstream: { firstByteTimeoutMs: file.upstream.first_byte_timeout_seconds * 1000 },
     shutdown: { graceMs: file.shutdown.grace_seconds * 1000 },
+    encryption: { required: file.encryption.required },
     tenancy: {
       defaultMaxTokens: file.tenancy.default_max_tokens,
       keyCacheMs: file.tenancy.key_cache_seconds * 1000,

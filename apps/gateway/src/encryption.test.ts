@@ -1,14 +1,17 @@
 import { statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { startFakeUpstream } from '@tollgate/backends/testing';
 import {
   createKeySet,
   decapsulateRequest,
   decodeKeyConfigs,
   encapsulateRequest,
+  generateP256KeyPair,
   importOhttpKey,
   obolDecrypt,
   obolEncrypt,
   p256PublicKeyFromHex,
+  p256PublicKeyToHex,
 } from '@tollgate/ecies';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Output } from './cli-admin.js';
@@ -186,5 +189,136 @@ describe('tollgate encryption', () => {
     const help = await run(['--help']);
     expect(help.code).toBe(0);
     expect(help.stdout).toContain('tollgate encryption rotate');
+  });
+});
+
+describe('Obol-encrypted requests', { timeout: 60_000 }, () => {
+  const PROMPT = [{ role: 'user', content: 'Say hello please' }];
+
+  async function gatewayWith(values: Record<string, unknown> = {}) {
+    const upstream = await startFakeUpstream({ kind: 'openai', models: ['fake-model'] });
+    cleanups.push(() => upstream.close());
+    const dir = dataDir();
+    const gateway = await startGateway(
+      loadConfig({
+        env: {},
+        argv: { port: 0 },
+        values: {
+          data_dir: dir,
+          api_keys: ['k'],
+          backends: [{ url: upstream.baseURL }],
+          ...values,
+        },
+      }),
+      { logger: captureLogger().logger, store: await testStore() },
+    );
+    cleanups.push(() => gateway.close());
+    const { pubkey } = (await (await fetch(`${gateway.url}/v1/enclave/pubkey`)).json()) as {
+      pubkey: string;
+    };
+    return { gateway, upstream, gatewayKey: p256PublicKeyFromHex(pubkey) };
+  }
+
+  function post(url: string, body: BodyInit, headers: Record<string, string> = {}) {
+    return fetch(`${url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: {
+        authorization: 'Bearer k',
+        'content-type': 'application/x-obol-encrypted',
+        ...headers,
+      },
+      body,
+    });
+  }
+
+  const seal = (key: Uint8Array, value: unknown) =>
+    obolEncrypt(key, new TextEncoder().encode(JSON.stringify(value))) as Uint8Array<ArrayBuffer>;
+
+  it('behavior: an encrypted body is served like JSON; with a reply key the answer comes back encrypted to it', async () => {
+    const { gateway, gatewayKey } = await gatewayWith();
+    const plain = await post(
+      gateway.url,
+      seal(gatewayKey, { model: 'fake-model', messages: PROMPT }),
+    );
+    expect(plain.status).toBe(200);
+    expect(((await plain.json()) as { object: string }).object).toBe('chat.completion');
+
+    const client = generateP256KeyPair();
+    const sealed = await post(
+      gateway.url,
+      seal(gatewayKey, { model: 'fake-model', messages: PROMPT }),
+      { 'x-obol-reply-pubkey': p256PublicKeyToHex(client.publicKey) },
+    );
+    expect(sealed.status).toBe(200);
+    expect(sealed.headers.get('content-type')).toBe('application/x-obol-encrypted');
+    const answer = JSON.parse(
+      new TextDecoder().decode(
+        obolDecrypt(client.privateKey, new Uint8Array(await sealed.arrayBuffer())),
+      ),
+    ) as { choices: Array<{ message: { content: string } }> };
+    expect(answer.choices[0]!.message.content).toBe('Hello from the fake upstream.');
+  });
+
+  it('behavior: a streamed answer to a reply key is the whole event stream, sealed once', async () => {
+    const { gateway, gatewayKey } = await gatewayWith();
+    const client = generateP256KeyPair();
+    const response = await post(
+      gateway.url,
+      seal(gatewayKey, { model: 'fake-model', messages: PROMPT, stream: true }),
+      { 'x-obol-reply-pubkey': p256PublicKeyToHex(client.publicKey) },
+    );
+    expect(response.status).toBe(200);
+    const text = new TextDecoder().decode(
+      obolDecrypt(client.privateKey, new Uint8Array(await response.arrayBuffer())),
+    );
+    expect(text).toContain('data: ');
+    expect(text.trimEnd().endsWith('data: [DONE]')).toBe(true);
+  });
+
+  it('error: a tampered, truncated or foreign body is a 400 decryption_failed, never a 500; a bad reply key is a 400 before any upstream call', async () => {
+    const { gateway, gatewayKey, upstream } = await gatewayWith();
+    const good = seal(gatewayKey, { model: 'fake-model', messages: PROMPT });
+    const tampered = good.slice();
+    tampered[tampered.length - 1]! ^= 1;
+    const foreign = seal(generateP256KeyPair().publicKey, {
+      model: 'fake-model',
+      messages: PROMPT,
+    });
+    for (const body of [
+      tampered,
+      good.slice(0, 50),
+      foreign,
+      new Uint8Array([2, ...good.slice(1)]),
+    ]) {
+      const response = await post(gateway.url, body);
+      expect(response.status).toBe(400);
+      expect(((await response.json()) as { error: { code: string } }).error.code).toBe(
+        'decryption_failed',
+      );
+    }
+    const badKey = await post(gateway.url, good, { 'x-obol-reply-pubkey': 'abc' });
+    expect(badKey.status).toBe(400);
+    expect(((await badKey.json()) as { error: { param: string } }).error.param).toBe(
+      'x-obol-reply-pubkey',
+    );
+    expect(upstream.requests.filter((request) => request.method === 'POST')).toHaveLength(0);
+  });
+
+  it('behavior: with encryption.required, plaintext inference is refused with 415 and encrypted requests are served', async () => {
+    const { gateway, gatewayKey } = await gatewayWith({ encryption: { required: true } });
+    const plaintext = await fetch(`${gateway.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer k', 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'fake-model', messages: PROMPT }),
+    });
+    expect(plaintext.status).toBe(415);
+    expect(((await plaintext.json()) as { error: { message: string } }).error.message).toContain(
+      'application/x-obol-encrypted',
+    );
+    const encrypted = await post(
+      gateway.url,
+      seal(gatewayKey, { model: 'fake-model', messages: PROMPT }),
+    );
+    expect(encrypted.status).toBe(200);
   });
 });

@@ -14,7 +14,10 @@ import {
   importOhttpKey,
   isEciesError,
   type KeySet,
+  obolDecrypt,
+  obolEncrypt,
   ohttpKeyConfig,
+  p256PublicKeyFromHex,
   p256PublicKeyToHex,
   parseKeySet,
   rotateKeySet,
@@ -133,4 +136,107 @@ export function addEncryptionRoutes(
       'cache-control': 'public, max-age=3600',
     }),
   );
+}
+
+/** The media type of Obol-encrypted bodies. */
+export const OBOL_MEDIA_TYPE = 'application/x-obol-encrypted';
+
+/** Whether a Content-Type names the Obol format (exact media type, any case, parameters ignored). */
+export function isObolMediaType(contentType: string | undefined | null): boolean {
+  if (!contentType) return false;
+  return contentType.split(';')[0]!.trim().toLowerCase() === OBOL_MEDIA_TYPE;
+}
+
+/**
+ * Opens an Obol-encrypted request body with the accepted P-256 keys (the format names no key:
+ * the current one is tried first).
+ *
+ * @throws {TollgateError} `decryption_failed` (400) saying what was wrong, never how far it got.
+ */
+export function openObolBody(body: Uint8Array, set: KeySet, now = Date.now()): Uint8Array {
+  const keys = activeKeys(set, now).filter((key) => key.kem === 0x0010);
+  let failure: unknown;
+  for (const key of keys) {
+    try {
+      return obolDecrypt(key.privateKey, body);
+    } catch (error) {
+      failure = error;
+      // Only a failed tag can mean "another key": a malformed message is malformed for all.
+      if (!isEciesError(error) || error.code !== 'decryption_failed') break;
+    }
+  }
+  const code = isEciesError(failure) ? failure.code : 'decryption_failed';
+  const reasons: Record<string, string> = {
+    ciphertext_too_short: 'it is shorter than the 94 bytes of the smallest Obol message',
+    unsupported_version: 'its first byte is not the format version 0x01',
+    invalid_public_key: 'its ephemeral public key is not a valid P-256 point',
+    decryption_failed:
+      "it was not encrypted to this gateway's current key (GET /v1/enclave/pubkey), or it was altered",
+  };
+  throw new TollgateError(
+    'decryption_failed',
+    `The ${OBOL_MEDIA_TYPE} body could not be decrypted: ${reasons[code] ?? code}.`,
+    { cause: failure },
+  );
+}
+
+/**
+ * Reads `X-Obol-Reply-Pubkey`: the caller's P-256 public key (130 hex characters) to encrypt
+ * the answer to; undefined when absent.
+ *
+ * @throws {TollgateError} `invalid_request` (400, param `x-obol-reply-pubkey`) when malformed.
+ */
+export function parseReplyKey(header: string | undefined | null): Uint8Array | undefined {
+  if (header === undefined || header === null || header.trim() === '') return undefined;
+  try {
+    return p256PublicKeyFromHex(header.trim());
+  } catch (error) {
+    throw new TollgateError(
+      'invalid_request',
+      'X-Obol-Reply-Pubkey must be a P-256 public key: 130 hex characters, uncompressed (04...).',
+      { param: 'x-obol-reply-pubkey', cause: error },
+    );
+  }
+}
+
+/** The largest answer encrypted whole for a reply key (streams are buffered in this format). */
+export const MAX_OBOL_REPLY_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Encrypts a whole answer to the caller's reply key: same status, the body as one Obol
+ * message, `Content-Type: application/x-obol-encrypted`. A streamed answer is read to its end
+ * first (the format has no chunks); one larger than {@link MAX_OBOL_REPLY_BYTES} is refused.
+ */
+export async function sealObolReply(response: Response, replyKey: Uint8Array): Promise<Response> {
+  const headers = new Headers(response.headers);
+  headers.delete('content-length');
+  headers.delete('transfer-encoding');
+  headers.set('content-type', OBOL_MEDIA_TYPE);
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  if (response.body) {
+    const reader = response.body.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.byteLength;
+      if (size > MAX_OBOL_REPLY_BYTES) {
+        await reader.cancel();
+        throw new TollgateError(
+          'invalid_request',
+          `The answer is larger than the ${MAX_OBOL_REPLY_BYTES / 1024 / 1024} MiB an encrypted reply may hold in the Obol format; use Oblivious HTTP for long streams.`,
+          { status: 413 },
+        );
+      }
+      chunks.push(value);
+    }
+  }
+  const plain = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    plain.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  const sealed = obolEncrypt(replyKey, plain);
+  return new Response(sealed as Uint8Array<ArrayBuffer>, { status: response.status, headers });
 }

@@ -16,6 +16,7 @@ const duplicateBrand = Symbol.for('tollgate.error');
 const expectedStatus: Record<TollgateErrorCode, number> = {
   invalid_json: 400,
   invalid_request: 400,
+  decryption_failed: 400,
   missing_api_key: 401,
   invalid_api_key: 401,
   payment_required: 402,

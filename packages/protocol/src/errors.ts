@@ -23,6 +23,7 @@ export interface OpenAIErrorEnvelope {
 export const ERROR_CODES = {
   invalid_json: { status: 400, type: 'invalid_request_error' },
   invalid_request: { status: 400, type: 'invalid_request_error' },
+  decryption_failed: { status: 400, type: 'invalid_request_error' },
   missing_api_key: { status: 401, type: 'authentication_error' },
   invalid_api_key: { status: 401, type: 'authentication_error' },
   payment_required: { status: 402, type: 'payment_required' },
