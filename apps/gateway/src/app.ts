@@ -26,6 +26,7 @@ import {
   sealObolReply,
 } from './encryption.js';
 import type { Logger } from './logger.js';
+import { addOhttpGateway } from './ohttp-gateway.js';
 
 /** Options for {@link createApp}. */
 export interface CreateAppOptions {
@@ -115,7 +116,7 @@ const ROUTES: Record<string, string[]> = {
   '/health': ['GET', 'HEAD'],
   '/health/ready': ['GET', 'HEAD'],
   '/v1/enclave/pubkey': ['GET', 'HEAD'],
-  '/.well-known/ohttp-gateway': ['GET', 'HEAD'],
+  '/.well-known/ohttp-gateway': ['GET', 'HEAD', 'POST'],
 };
 
 /**
@@ -427,7 +428,10 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
     return c.json({ status: 'not_ready', reason, backends: summary }, 503);
   });
 
-  if (options.encryptionKeys) addEncryptionRoutes(app, options.encryptionKeys, now);
+  if (options.encryptionKeys) {
+    addEncryptionRoutes(app, options.encryptionKeys, now);
+    addOhttpGateway(app, { keys: options.encryptionKeys, now });
+  }
 
   if (options.admin) app.route('/admin', options.admin);
   else {
@@ -460,7 +464,7 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
     errorResponse(
       new TollgateError(
         'route_not_found',
-        `Unknown route ${c.req.method} ${c.req.path}. This gateway serves POST /v1/chat/completions, POST /v1/completions, POST /v1/embeddings, GET /v1/models, GET /v1/enclave/pubkey, GET /.well-known/ohttp-gateway, GET /health and GET /health/ready.`,
+        `Unknown route ${c.req.method} ${c.req.path}. This gateway serves POST /v1/chat/completions, POST /v1/completions, POST /v1/embeddings, GET /v1/models, GET /v1/enclave/pubkey, GET and POST /.well-known/ohttp-gateway, GET /health and GET /health/ready.`,
       ),
     ),
   );
