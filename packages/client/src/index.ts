@@ -1,0 +1,8 @@
+/**
+ * @module @tollgate/client
+ *
+ * The caller's side of a Tollgate gateway: a `fetch` that encrypts each request end to end
+ * and decrypts the answer as it arrives, to hand to the `openai` SDK or use alone, in Node and
+ * in browsers.
+ */
+export {};
