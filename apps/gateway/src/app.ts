@@ -27,6 +27,7 @@ import {
 } from './encryption.js';
 import type { Logger } from './logger.js';
 import { addOhttpGateway } from './ohttp-gateway.js';
+import type { ReplayGuard } from './replay.js';
 
 /** Options for {@link createApp}. */
 export interface CreateAppOptions {
@@ -48,6 +49,8 @@ export interface CreateAppOptions {
   admin?: Hono<GatewayEnv>;
   /** The gateway's encryption keys; their public halves are served when given. */
   encryptionKeys?: () => KeySet;
+  /** Where the Oblivious HTTP gateway remembers seen requests. @default in memory */
+  replayGuard?: ReplayGuard;
 }
 
 /** What the inference handler tells the access log about a dispatched request. */
@@ -430,7 +433,11 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
 
   if (options.encryptionKeys) {
     addEncryptionRoutes(app, options.encryptionKeys, now);
-    addOhttpGateway(app, { keys: options.encryptionKeys, now });
+    addOhttpGateway(app, {
+      keys: options.encryptionKeys,
+      now,
+      ...(options.replayGuard ? { replay: options.replayGuard } : {}),
+    });
   }
 
   if (options.admin) app.route('/admin', options.admin);

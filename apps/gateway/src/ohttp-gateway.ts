@@ -20,6 +20,7 @@ import {
 import { errorResponse, TollgateError } from '@tollgate/protocol';
 import type { Context, Hono } from 'hono';
 import type { GatewayEnv } from './app.js';
+import { createMemoryReplayGuard, type ReplayGuard } from './replay.js';
 
 /** The path of the gateway resource (RFC 9540's well-known name). */
 export const OHTTP_PATH = '/.well-known/ohttp-gateway';
@@ -30,28 +31,11 @@ const CHUNKED_REQUEST = 'message/ohttp-chunked-req';
 /** Options for {@link addOhttpGateway}. */
 export interface OhttpGatewayOptions {
   keys: () => KeySet;
-  /** How far an inner request's Date may be from the gateway's clock, and how long an `enc` is remembered. @default 60000 */
+  /** How far an inner request's Date may be from the gateway's clock. @default 60000 */
   replayWindowMs?: number;
+  /** Where seen encapsulations are remembered. @default in memory, for the window */
+  replay?: ReplayGuard;
   now?: () => number;
-}
-
-/** Remembers the HPKE `enc` of each request for the replay window (one gateway's memory). */
-function createReplayCache(windowMs: number) {
-  const seen = new Map<string, number>();
-  return {
-    /** False when `enc` was already seen within the window. */
-    admit(enc: Uint8Array, now: number): boolean {
-      if (seen.size > 10_000) {
-        for (const [key, expires] of seen) if (expires <= now) seen.delete(key);
-      }
-      let key = '';
-      for (const byte of enc) key += byte.toString(16).padStart(2, '0');
-      const expires = seen.get(key);
-      if (expires !== undefined && expires > now) return false;
-      seen.set(key, now + windowMs);
-      return true;
-    },
-  };
 }
 
 function serverKeys(set: KeySet, now: number): OhttpServerKey[] {
@@ -87,7 +71,7 @@ function innerError(message: string): Response {
 export function addOhttpGateway(app: Hono<GatewayEnv>, options: OhttpGatewayOptions): void {
   const windowMs = options.replayWindowMs ?? 60_000;
   const now = options.now ?? Date.now;
-  const replay = createReplayCache(windowMs);
+  const replay = options.replay ?? createMemoryReplayGuard(windowMs);
 
   /** Checks the inner request, then dispatches it through the app. */
   const dispatchInner = async (
@@ -109,7 +93,17 @@ export function addOhttpGateway(app: Hono<GatewayEnv>, options: OhttpGatewayOpti
         `The encapsulated request needs a Date header within ${windowMs / 1000} s of the gateway's clock (it protects against replays).`,
       );
     }
-    if (!replay.admit(enc, time)) {
+    let first: boolean;
+    try {
+      first = await replay.admit(enc, time);
+    } catch (error) {
+      throw new TollgateError(
+        'service_unavailable',
+        'Replays cannot be checked right now (their store is unreachable); try again shortly.',
+        { cause: error, headers: { 'retry-after': '5' } },
+      );
+    }
+    if (!first) {
       return innerError('This encapsulated request was already received: it is not served twice.');
     }
     const path = inner.path.startsWith('/') ? inner.path : `/${inner.path}`;

@@ -21,6 +21,7 @@ import { createApp, describeError, type GatewayEnv } from './app.js';
 import { type Config, ConfigError } from './config.js';
 import { keySetPath, loadOrCreateKeySet } from './encryption.js';
 import { createLogger, type Logger } from './logger.js';
+import { createMemoryReplayGuard, createRedisReplayGuard } from './replay.js';
 import { openTenancy } from './tenancy-setup.js';
 import { createUpstreamFetch } from './upstream-fetch.js';
 
@@ -125,6 +126,11 @@ export async function startGateway(
     throw error;
   }
 
+  // Several gateways share one memory of seen encrypted requests through Redis.
+  const replayGuard = config.redisUrl
+    ? createRedisReplayGuard({ url: config.redisUrl, windowMs: 60_000 })
+    : createMemoryReplayGuard(60_000);
+
   // Backends built here share one keep-alive pool with no headers or body timeout.
   const upstream = options.router ? undefined : createUpstreamFetch();
   const router = options.router ?? buildRouter(config, logger, upstream?.fetch);
@@ -143,6 +149,7 @@ export async function startGateway(
     logger,
     ...(admin ? { admin } : {}),
     encryptionKeys: () => encryptionKeys,
+    replayGuard,
     notReady: () =>
       tenancy.healthy ? undefined : 'usage records cannot be written: the database is unreachable',
   });
@@ -198,6 +205,7 @@ export async function startGateway(
   }).catch(async (error: unknown) => {
     await router.close();
     await upstream?.close();
+    await replayGuard.close();
     await opened.close();
     throw error;
   });
@@ -231,6 +239,7 @@ export async function startGateway(
       }
       await router.close();
       await upstream?.close();
+      await replayGuard.close();
       // After the last settlement: what is queued is written, the rest stays in the journal.
       await opened
         .close()
