@@ -16,11 +16,13 @@ import { bodyLimit } from 'hono/body-limit';
 import { cors } from 'hono/cors';
 import { HTTPException } from 'hono/http-exception';
 import type { AccessControl, Admission, Principal, SettleOutcome } from './access.js';
+import { type Attestor, addAttestationRoute } from './attestation.js';
 import type { Config } from './config.js';
 import {
   addEncryptionRoutes,
   isObolMediaType,
   OBOL_MEDIA_TYPE,
+  ohttpKeyConfigs,
   openObolBody,
   parseReplyKey,
   sealObolReply,
@@ -51,6 +53,8 @@ export interface CreateAppOptions {
   encryptionKeys?: () => KeySet;
   /** Where the Oblivious HTTP gateway remembers seen requests. @default in memory */
   replayGuard?: ReplayGuard;
+  /** GET /v1/attestation: the attestor (none: 404) and the declared model hash. */
+  attestation?: { attestor?: Attestor; modelHash?: Uint8Array };
 }
 
 /** What the inference handler tells the access log about a dispatched request. */
@@ -120,6 +124,7 @@ const ROUTES: Record<string, string[]> = {
   '/health/ready': ['GET', 'HEAD'],
   '/v1/enclave/pubkey': ['GET', 'HEAD'],
   '/.well-known/ohttp-gateway': ['GET', 'HEAD', 'POST'],
+  '/v1/attestation': ['GET', 'HEAD'],
 };
 
 /**
@@ -433,10 +438,15 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
 
   if (options.encryptionKeys) {
     addEncryptionRoutes(app, options.encryptionKeys, now);
+    const keys = options.encryptionKeys;
     addOhttpGateway(app, {
-      keys: options.encryptionKeys,
+      keys,
       now,
       ...(options.replayGuard ? { replay: options.replayGuard } : {}),
+    });
+    addAttestationRoute(app, {
+      ...options.attestation,
+      keyConfigs: () => ohttpKeyConfigs(keys(), now()),
     });
   }
 

@@ -175,6 +175,16 @@ export const ConfigFileSchema = z.strictObject(
     encryption: section({
       required: z.boolean({ error: 'must be true or false' }).default(false),
     }),
+    attestation: section({
+      attestor: z
+        .enum(['none', 'stub', 'tsm'], { error: 'must be one of none, stub, tsm' })
+        .default('none'),
+      tsm_root: text('a directory path').optional(),
+      model_hash: z
+        .string({ error: 'must be a hex string' })
+        .regex(/^(?:[0-9a-fA-F]{2})*$/, { error: 'must be a hex string' })
+        .optional(),
+    }),
     tenancy: section({
       default_max_tokens: integer(1).default(1024),
       key_cache_seconds: z
@@ -271,6 +281,14 @@ export interface Config {
   encryption: {
     /** Refuse plaintext inference requests (415): only encrypted bodies are served. @default false */
     required: boolean;
+  };
+  attestation: {
+    /** Who makes the evidence of GET /v1/attestation; `none` turns the route off. @default 'none' */
+    attestor: 'none' | 'stub' | 'tsm';
+    /** The configfs-tsm report root. @default '/sys/kernel/config/tsm/report' */
+    tsmRoot?: string;
+    /** Hex: what the operator declares it serves (e.g. the model file's SHA-256), bound into the evidence. */
+    modelHash?: string;
   };
   tenancy: {
     /** Completion tokens reserved for a request without max_tokens. @default 1024 */
@@ -600,6 +618,13 @@ function toConfig(
     upstream: { firstByteTimeoutMs: file.upstream.first_byte_timeout_seconds * 1000 },
     shutdown: { graceMs: file.shutdown.grace_seconds * 1000 },
     encryption: { required: file.encryption.required },
+    attestation: {
+      attestor: file.attestation.attestor,
+      ...(file.attestation.tsm_root !== undefined ? { tsmRoot: file.attestation.tsm_root } : {}),
+      ...(file.attestation.model_hash !== undefined
+        ? { modelHash: file.attestation.model_hash }
+        : {}),
+    },
     tenancy: {
       defaultMaxTokens: file.tenancy.default_max_tokens,
       keyCacheMs: file.tenancy.key_cache_seconds * 1000,

@@ -18,6 +18,7 @@ import type { Hono } from 'hono';
 import { type AccessControl, resolveAccess } from './access.js';
 import { createAdminApp } from './admin.js';
 import { createApp, describeError, type GatewayEnv } from './app.js';
+import { createStubAttestor, createTsmAttestor } from './attestation.js';
 import { type Config, ConfigError } from './config.js';
 import { keySetPath, loadOrCreateKeySet } from './encryption.js';
 import { createLogger, type Logger } from './logger.js';
@@ -150,6 +151,20 @@ export async function startGateway(
     ...(admin ? { admin } : {}),
     encryptionKeys: () => encryptionKeys,
     replayGuard,
+    attestation: {
+      ...(config.attestation.attestor === 'tsm'
+        ? {
+            attestor: createTsmAttestor(
+              config.attestation.tsmRoot ? { root: config.attestation.tsmRoot } : {},
+            ),
+          }
+        : config.attestation.attestor === 'stub'
+          ? { attestor: createStubAttestor() }
+          : {}),
+      ...(config.attestation.modelHash
+        ? { modelHash: new Uint8Array(Buffer.from(config.attestation.modelHash, 'hex')) }
+        : {}),
+    },
     notReady: () =>
       tenancy.healthy ? undefined : 'usage records cannot be written: the database is unreachable',
   });
