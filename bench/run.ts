@@ -20,6 +20,12 @@ import { dirname, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { build } from 'tsup';
+import {
+  createBhttpResponseDecoder,
+  createChunkedRequestWriter,
+  decodeKeyConfigs,
+  encodeBhttpRequest,
+} from '../packages/ecies/src/index.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const rate = Number(process.env.BENCH_RATE ?? 200);
@@ -236,6 +242,97 @@ async function buildGateway(): Promise<string> {
   return resolve(outDir, 'cli.js');
 }
 
+/**
+ * What Oblivious HTTP adds to a streamed completion, in the same run: the same streamed
+ * request sent plain and as chunked OHTTP (encapsulated by this process, as a client would),
+ * one at a time, alternating; time to the first decrypted token and to the end.
+ */
+async function encryptedStreams(gatewayPort: number): Promise<void> {
+  const base = `http://127.0.0.1:${gatewayPort}`;
+  const [config] = decodeKeyConfigs(
+    new Uint8Array(await (await fetch(`${base}/.well-known/ohttp-gateway`)).arrayBuffer()),
+  );
+  const inner = () =>
+    encodeBhttpRequest({
+      method: 'POST',
+      scheme: 'http',
+      path: '/v1/chat/completions',
+      headers: [
+        ['authorization', `Bearer ${apiKey}`],
+        ['content-type', 'application/json'],
+        ['date', new Date().toUTCString()],
+      ],
+      body: new TextEncoder().encode(bodies.stream),
+    });
+  const plain = async () => {
+    const started = performance.now();
+    const response = await fetch(`${base}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+      body: bodies.stream,
+    });
+    const reader = response.body!.getReader();
+    let first = -1;
+    for (;;) {
+      const { done } = await reader.read();
+      if (first < 0) first = performance.now() - started;
+      if (done) break;
+    }
+    return { first, total: performance.now() - started };
+  };
+  const encrypted = async () => {
+    const started = performance.now();
+    const writer = createChunkedRequestWriter(config!);
+    const body = new Uint8Array([...writer.start(), ...writer.final(inner())]);
+    const response = await fetch(`${base}/.well-known/ohttp-gateway`, {
+      method: 'POST',
+      headers: { 'content-type': 'message/ohttp-chunked-req' },
+      body,
+    });
+    const reader = response.body!.getReader();
+    const opener = writer.context.createResponseReader();
+    const decoder = createBhttpResponseDecoder();
+    let first = -1;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      for (const plaintext of opener.push(value)) {
+        for (const event of decoder.push(plaintext)) {
+          if (event.type === 'body' && first < 0) first = performance.now() - started;
+        }
+      }
+    }
+    decoder.push(opener.end());
+    return { first, total: performance.now() - started };
+  };
+  const count = Number(process.env.BENCH_ENCRYPTED ?? 200);
+  const samples = {
+    plain: [] as Array<{ first: number; total: number }>,
+    ohttp: [] as Array<{ first: number; total: number }>,
+  };
+  for (let index = 0; index < 20; index++) {
+    await plain();
+    await encrypted();
+  }
+  for (let index = 0; index < count; index++) {
+    samples.plain.push(await plain());
+    samples.ohttp.push(await encrypted());
+  }
+  console.log(`\nstreamed, plain vs chunked OHTTP (P-256), ${count} sequential requests each`);
+  for (const key of ['first', 'total'] as const) {
+    const p50 = (list: Array<{ first: number; total: number }>) =>
+      percentile(
+        list.map((sample) => sample[key]),
+        50,
+      );
+    const plainP50 = p50(samples.plain);
+    const ohttpP50 = p50(samples.ohttp);
+    console.log(
+      `${(key === 'first' ? 'first token p50' : 'whole p50').padEnd(17)}${plainP50.toFixed(3).padStart(9)} ms ${ohttpP50.toFixed(3).padStart(9)} ms   +${(ohttpP50 - plainP50).toFixed(3)} ms encrypted`,
+    );
+  }
+}
+
 async function main(): Promise<void> {
   const upstreamPort = await freePort();
   const proxyPort = await freePort();
@@ -305,6 +402,7 @@ async function main(): Promise<void> {
       `\n${'figure'.padEnd(17)}${targetNames.map((name) => name.padStart(12)).join(' ')}   gateway added / ratio`,
     );
     for (const row of rows) console.log(formatRow(row.figure, row.values));
+    await encryptedStreams(gatewayPort);
     if (process.env.BENCH_JSON) {
       writeFileSync(
         process.env.BENCH_JSON,
