@@ -5,4 +5,14 @@
  * and decrypts the answer as it arrives, to hand to the `openai` SDK or use alone, in Node and
  * in browsers.
  */
-export {};
+export {
+  createEncryptedFetch,
+  type EncryptedFetchOptions,
+  type EncryptionFormat,
+} from './encrypted-fetch.js';
+export {
+  CLIENT_ERROR_CODES,
+  ClientError,
+  type ClientErrorCode,
+  isClientError,
+} from './errors.js';
