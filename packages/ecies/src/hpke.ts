@@ -10,7 +10,7 @@ import { x25519 } from '@noble/curves/ed25519.js';
 import { p256 } from '@noble/curves/nist.js';
 import { expand, extract } from '@noble/hashes/hkdf.js';
 import { sha256 } from '@noble/hashes/sha2.js';
-import { randomBytes as nobleRandomBytes } from '@noble/hashes/utils.js';
+import { concatBytes, isBytes, randomBytes as nobleRandomBytes } from '@noble/hashes/utils.js';
 import { EciesError } from './errors.js';
 
 /**
@@ -397,14 +397,6 @@ const encoder = new TextEncoder();
 const EMPTY = new Uint8Array(0);
 const HPKE_V1 = encoder.encode('HPKE-v1');
 
-function isBytes(value: unknown): value is Uint8Array {
-  // ArrayBuffer.isView plus the tag also accepts a Uint8Array from another realm (an iframe, a vm).
-  return (
-    value instanceof Uint8Array ||
-    (ArrayBuffer.isView(value) && Object.prototype.toString.call(value) === '[object Uint8Array]')
-  );
-}
-
 function bytes(value: unknown, name: string, length?: number): Uint8Array {
   if (!isBytes(value)) {
     throw new EciesError('invalid_type', `${name} must be a Uint8Array, not ${describe(value)}.`);
@@ -434,18 +426,6 @@ function outputLength(value: unknown, name: string, max: number): number {
     throw new EciesError('invalid_length', `${name} must be 0 to ${max} bytes, not ${value}.`);
   }
   return value;
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  let total = 0;
-  for (const part of parts) total += part.length;
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
 }
 
 function i2osp(value: number, length: number): Uint8Array {
@@ -495,9 +475,14 @@ function labeled(kdf: Kdf, suiteId: Uint8Array): Labeled {
   const asBytes = (label: string | Uint8Array) =>
     typeof label === 'string' ? encoder.encode(label) : label;
   return {
-    extract: (salt, label, ikm) => kdf.extract(salt, concat(HPKE_V1, suiteId, asBytes(label), ikm)),
+    extract: (salt, label, ikm) =>
+      kdf.extract(salt, concatBytes(HPKE_V1, suiteId, asBytes(label), ikm)),
     expand: (prk, label, info, length) =>
-      kdf.expand(prk, concat(i2osp(length, 2), HPKE_V1, suiteId, asBytes(label), info), length),
+      kdf.expand(
+        prk,
+        concatBytes(i2osp(length, 2), HPKE_V1, suiteId, asBytes(label), info),
+        length,
+      ),
   };
 }
 
@@ -762,8 +747,8 @@ export function hpkeSuite(parameters: HpkeSuiteParameters): HpkeSuite {
 
   // Both DHKEMs here use HKDF-SHA256 as their own KDF, whatever the suite's KDF.
   const kemKdf = HKDF_SHA256;
-  const kemLabeled = labeled(kemKdf, concat(encoder.encode('KEM'), i2osp(group.id, 2)));
-  const suiteId = concat(
+  const kemLabeled = labeled(kemKdf, concatBytes(encoder.encode('KEM'), i2osp(group.id, 2)));
+  const suiteId = concatBytes(
     encoder.encode('HPKE'),
     i2osp(group.id, 2),
     i2osp(kdf.id, 2),
@@ -812,14 +797,14 @@ export function hpkeSuite(parameters: HpkeSuiteParameters): HpkeSuite {
     const ephemeral = deriveKeyPair(bytes(ikmE, 'ikmE'));
     const dh = group.dh(ephemeral.privateKey, pkR);
     const enc = ephemeral.publicKey;
-    return { sharedSecret: extractAndExpand(dh, concat(enc, pkR)), enc };
+    return { sharedSecret: extractAndExpand(dh, concatBytes(enc, pkR)), enc };
   }
 
   function decap(encValue: Uint8Array, recipientPrivateKey: Uint8Array): Uint8Array {
     const enc = publicKey(encValue, 'enc');
     const skR = privateKey(recipientPrivateKey, 'The recipient private key');
     const dh = group.dh(skR, enc);
-    return extractAndExpand(dh, concat(enc, group.publicKeyOf(skR)));
+    return extractAndExpand(dh, concatBytes(enc, group.publicKeyOf(skR)));
   }
 
   function keySchedule(sharedSecret: Uint8Array, info: Uint8Array): HpkeContextSecrets {
@@ -827,7 +812,7 @@ export function hpkeSuite(parameters: HpkeSuiteParameters): HpkeSuite {
     bytes(info, 'info');
     const pskIdHash = hpkeLabeled.extract(EMPTY, 'psk_id_hash', EMPTY);
     const infoHash = hpkeLabeled.extract(EMPTY, 'info_hash', info);
-    const context = concat(Uint8Array.of(0x00), pskIdHash, infoHash);
+    const context = concatBytes(Uint8Array.of(0x00), pskIdHash, infoHash);
     const secret = hpkeLabeled.extract(sharedSecret, 'secret', EMPTY);
     return {
       // Export-only suites have no key or nonce (Nk = Nn = 0).

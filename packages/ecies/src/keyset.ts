@@ -7,6 +7,7 @@
  * Pure functions over plain data: where the set is stored (a file, a secret manager) is the
  * caller's business; {@link serializeKeySet} and {@link parseKeySet} give it a JSON form.
  */
+import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js';
 import { EciesError } from './errors.js';
 import { HPKE_KEM, hpkeSuite } from './hpke.js';
 
@@ -119,21 +120,11 @@ export function rotateKeySet(set: KeySet, options: KeySetOptions & { graceMs: nu
   );
 }
 
-function toHex(bytes: Uint8Array): string {
-  let out = '';
-  for (const byte of bytes) out += byte.toString(16).padStart(2, '0');
-  return out;
-}
-
 function fromHex(value: unknown, what: string): Uint8Array {
   if (typeof value !== 'string' || !/^(?:[0-9a-f]{2})+$/i.test(value)) {
     throw new EciesError('invalid_key_config', `${what} must be a hex string.`);
   }
-  const out = new Uint8Array(value.length / 2);
-  for (let index = 0; index < out.length; index++) {
-    out[index] = Number.parseInt(value.slice(index * 2, index * 2 + 2), 16);
-  }
-  return out;
+  return hexToBytes(value.toLowerCase());
 }
 
 /** The set as JSON (keys in hex). It holds private keys: store it like a password. */
@@ -144,8 +135,8 @@ export function serializeKeySet(set: KeySet): string {
       keys: set.keys.map((key) => ({
         id: key.id,
         kem: key.kem,
-        private_key: toHex(key.privateKey),
-        public_key: toHex(key.publicKey),
+        private_key: bytesToHex(key.privateKey),
+        public_key: bytesToHex(key.publicKey),
         created_at: new Date(key.createdAt).toISOString(),
         ...(key.retiresAt !== undefined
           ? { retires_at: new Date(key.retiresAt).toISOString() }
@@ -207,7 +198,7 @@ export function parseKeySet(text: string): KeySet {
         cause: error,
       });
     }
-    if (toHex(derived) !== toHex(publicKey)) {
+    if (bytesToHex(derived) !== bytesToHex(publicKey)) {
       throw new EciesError(
         'invalid_key_config',
         `${where}.public_key does not match its private key.`,

@@ -12,7 +12,7 @@ import { x25519 } from '@noble/curves/ed25519.js';
 import { p256 } from '@noble/curves/nist.js';
 import { expand, extract } from '@noble/hashes/hkdf.js';
 import { sha256 } from '@noble/hashes/sha2.js';
-import { randomBytes as nobleRandomBytes } from '@noble/hashes/utils.js';
+import { concatBytes, isBytes, randomBytes as nobleRandomBytes } from '@noble/hashes/utils.js';
 import { EciesError } from './errors.js';
 import {
   HPKE_AEAD,
@@ -293,30 +293,11 @@ const DEFAULT_SYMMETRIC: readonly OhttpSymmetricSuite[] = Object.freeze([
   Object.freeze({ kdfId: HPKE_KDF.HKDF_SHA256, aeadId: HPKE_AEAD.CHACHA20_POLY1305 }),
 ]);
 
-function isBytes(value: unknown): value is Uint8Array {
-  return (
-    value instanceof Uint8Array ||
-    (ArrayBuffer.isView(value) && Object.prototype.toString.call(value) === '[object Uint8Array]')
-  );
-}
-
 function bytes(value: unknown, name: string): Uint8Array {
   if (!isBytes(value)) {
     throw new EciesError('invalid_type', `${name} must be a Uint8Array.`);
   }
   return value;
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  let total = 0;
-  for (const part of parts) total += part.length;
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
 }
 
 function u16(value: number): Uint8Array {
@@ -625,7 +606,7 @@ export function encodeKeyConfigs(configs: readonly OhttpKeyConfig[]): Uint8Array
     const encoded = encodeKeyConfig(config);
     parts.push(u16(encoded.length), encoded);
   }
-  return concat(...parts);
+  return concatBytes(...parts);
 }
 
 /**
@@ -709,7 +690,7 @@ function chooseSuite(config: OhttpKeyConfig, requested: unknown): HpkeSuite {
 }
 
 function headerBytes(keyId: number, suite: HpkeSuite): Uint8Array {
-  return concat(Uint8Array.of(keyId), u16(suite.kemId), u16(suite.kdfId), u16(suite.aeadId));
+  return concatBytes(Uint8Array.of(keyId), u16(suite.kemId), u16(suite.kdfId), u16(suite.aeadId));
 }
 
 /**
@@ -728,9 +709,9 @@ function encapWithPrivateKey(
       ? x25519.getSharedSecret(skE, recipientPublicKey)
       : p256.getSharedSecret(skE, recipientPublicKey, true).slice(1);
   // Both KEMs use HKDF-SHA256 with suite_id "KEM" || kem_id (RFC 9180 section 4.1).
-  const kemId = concat(encoder.encode('KEM'), u16(suite.kemId));
-  const prk = extract(sha256, concat(HPKE_V1, kemId, encoder.encode('eae_prk'), dh), EMPTY);
-  const info = concat(
+  const kemId = concatBytes(encoder.encode('KEM'), u16(suite.kemId));
+  const prk = extract(sha256, concatBytes(HPKE_V1, kemId, encoder.encode('eae_prk'), dh), EMPTY);
+  const info = concatBytes(
     u16(suite.Nsecret),
     HPKE_V1,
     kemId,
@@ -750,7 +731,7 @@ function senderSetup(
   const { suite: requested, ikmE, ephemeralPrivateKey } = optionsObject(options, 'encapsulation');
   const suite = chooseSuite(checked, requested);
   const header = headerBytes(checked.keyId, suite);
-  const info = concat(label, Uint8Array.of(0), header);
+  const info = concatBytes(label, Uint8Array.of(0), header);
   if (ephemeralPrivateKey !== undefined) {
     const { enc, sharedSecret } = encapWithPrivateKey(
       suite,
@@ -839,7 +820,7 @@ function responseKeys(
   responseNonce: Uint8Array,
 ): { key: Uint8Array; nonce: Uint8Array } {
   const secret = context.export(label, entropyLength(suite));
-  const prk = suite.extract(concat(enc, responseNonce), secret);
+  const prk = suite.extract(concatBytes(enc, responseNonce), secret);
   return {
     key: suite.expand(prk, KEY_LABEL, suite.Nk),
     nonce: suite.expand(prk, NONCE_LABEL, suite.Nn),
@@ -883,7 +864,7 @@ export function encapsulateRequest(
 ): { encapsulatedRequest: Uint8Array; context: OhttpClientContext } {
   bytes(request, 'The request');
   const { header, suite, enc, context } = senderSetup(keyConfig, REQUEST_LABEL, options);
-  const encapsulatedRequest = concat(header, enc, context.seal(request, EMPTY));
+  const encapsulatedRequest = concatBytes(header, enc, context.seal(request, EMPTY));
   const Nr = entropyLength(suite);
   return {
     encapsulatedRequest,
@@ -946,7 +927,7 @@ export function decapsulateRequest(
   }
   const header = encapsulatedRequest.slice(0, HEADER_LENGTH);
   const enc = encapsulatedRequest.slice(HEADER_LENGTH, HEADER_LENGTH + suite.Nenc);
-  const info = concat(REQUEST_LABEL, Uint8Array.of(0), header);
+  const info = concatBytes(REQUEST_LABEL, Uint8Array.of(0), header);
   const context = suite.setupBaseR(enc, parsed.key.privateKey, info);
   const request = context.open(encapsulatedRequest.subarray(HEADER_LENGTH + suite.Nenc), EMPTY);
   return {
@@ -958,7 +939,7 @@ export function decapsulateRequest(
         bytes(response, 'The response');
         const responseNonce = responseNonceOf(suite, options);
         const { key, nonce } = responseKeys(suite, context, RESPONSE_LABEL, enc, responseNonce);
-        return concat(responseNonce, suite.aeadSeal(key, nonce, response, EMPTY));
+        return concatBytes(responseNonce, suite.aeadSeal(key, nonce, response, EMPTY));
       },
     }),
   };
@@ -1158,14 +1139,14 @@ function createChunkWriter(
       const before = lead();
       if (plaintext.length === 0) return before.slice();
       const sealed = seal(plaintext, false);
-      return concat(before, encodeVarint(sealed.length), sealed);
+      return concatBytes(before, encodeVarint(sealed.length), sealed);
     },
     final(plaintext: Uint8Array = EMPTY) {
       bytes(plaintext, 'The final chunk');
       const before = lead();
       const sealed = seal(plaintext, true);
       finished = true;
-      return concat(before, Uint8Array.of(0), sealed);
+      return concatBytes(before, Uint8Array.of(0), sealed);
     },
     get finished() {
       return finished;
@@ -1220,7 +1201,7 @@ export function createChunkedRequestWriter(
   options?: OhttpEncapsulateOptions,
 ): OhttpChunkedRequestWriter {
   const { header, suite, enc, context } = senderSetup(keyConfig, CHUNKED_REQUEST_LABEL, options);
-  const writer = createChunkWriter(concat(header, enc), (plaintext, final) =>
+  const writer = createChunkWriter(concatBytes(header, enc), (plaintext, final) =>
     context.seal(plaintext, final ? FINAL_AAD : EMPTY),
   );
   const clientContext: OhttpChunkedClientContext = Object.freeze({
@@ -1300,7 +1281,7 @@ export function createChunkedRequestReader(
         if (queue.length < HEADER_LENGTH + suite.Nenc) return false;
         const header = queue.take(HEADER_LENGTH);
         const enc = queue.take(suite.Nenc);
-        const info = concat(CHUNKED_REQUEST_LABEL, Uint8Array.of(0), header);
+        const info = concatBytes(CHUNKED_REQUEST_LABEL, Uint8Array.of(0), header);
         const context = suite.setupBaseR(enc, parsed.key.privateKey, info);
         hpke = context;
         serverContext = Object.freeze({
