@@ -8,13 +8,11 @@ import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { startFakeUpstream } from '@tollgate/backends/testing';
 import { build } from 'esbuild';
 import { chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from './config.js';
-import { type Gateway, startGateway } from './server.js';
-import { captureLogger, tempDataDir, testStore } from './test-helpers.js';
+import type { Gateway } from './server.js';
+import { startTestGateway } from './test-helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const KEY = 'sk-browser-1';
@@ -57,29 +55,13 @@ describe.skipIf(!existsSync(CHROMIUM))(
     const cleanups: Array<() => Promise<unknown>> = [];
 
     beforeAll(async () => {
-      const upstream = await startFakeUpstream({
-        kind: 'openai',
-        models: ['fake-model'],
-        reply: REPLY,
-        chunkDelayMs: 60,
-      });
-      cleanups.push(() => upstream.close());
-      const data = tempDataDir();
-      cleanups.push(data.cleanup);
-      gateway = await startGateway(
-        loadConfig({
-          env: {},
-          argv: { port: 0 },
-          values: {
-            data_dir: data.path,
-            api_keys: [KEY],
-            backends: [{ url: upstream.baseURL }],
-            cors: { origins: ['*'] },
-          },
-        }),
-        { logger: captureLogger().logger, store: await testStore() },
-      );
-      cleanups.push(() => gateway.close());
+      ({ gateway } = await startTestGateway(
+        {
+          values: { api_keys: [KEY], cors: { origins: ['*'] } },
+          upstream: { reply: REPLY, chunkDelayMs: 60 },
+        },
+        (cleanup) => cleanups.push(cleanup),
+      ));
 
       const bundle = await build({
         stdin: {

@@ -3,13 +3,10 @@
  * completions (whole and streamed), embeddings and errors travel encrypted in both formats, and
  * the prompt never appears in what goes over the wire.
  */
-import { startFakeUpstream } from '@tollgate/backends/testing';
 import { createEncryptedFetch, type EncryptionFormat } from '@tollgate/client';
 import OpenAI from 'openai';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { loadConfig } from './config.js';
-import { startGateway } from './server.js';
-import { captureLogger, tempDataDir, testStore } from './test-helpers.js';
+import { startTestGateway } from './test-helpers.js';
 
 vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
 
@@ -56,23 +53,10 @@ function recordingFetch(wire: Wire): typeof fetch {
 }
 
 async function start(format: EncryptionFormat) {
-  const upstream = await startFakeUpstream({
-    kind: 'openai',
-    models: ['fake-model'],
-    reply: REPLY,
-  });
-  cleanups.push(() => upstream.close());
-  const data = tempDataDir();
-  cleanups.push(data.cleanup);
-  const gateway = await startGateway(
-    loadConfig({
-      env: {},
-      argv: { port: 0 },
-      values: { data_dir: data.path, api_keys: [KEY], backends: [{ url: upstream.baseURL }] },
-    }),
-    { logger: captureLogger().logger, store: await testStore() },
+  const { gateway, upstream } = await startTestGateway(
+    { values: { api_keys: [KEY] }, upstream: { reply: REPLY } },
+    (cleanup) => cleanups.push(cleanup),
   );
-  cleanups.push(() => gateway.close());
   const wire: Wire = { requests: [], ended: [] };
   const encryptedFetch = createEncryptedFetch({
     gatewayUrl: gateway.url,

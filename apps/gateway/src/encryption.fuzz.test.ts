@@ -3,7 +3,6 @@
  * the answer is a 4xx (or a 200 whose inner answer is an error), never a 500, never a hang,
  * and the gateway keeps serving.
  */
-import { startFakeUpstream } from '@tollgate/backends/testing';
 import {
   createChunkedRequestWriter,
   decodeKeyConfigs,
@@ -15,9 +14,8 @@ import {
 } from '@tollgate/ecies';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from './config.js';
-import { type Gateway, startGateway } from './server.js';
-import { captureLogger, tempDataDir, testStore } from './test-helpers.js';
+import type { Gateway } from './server.js';
+import { captureLogger, startTestGateway } from './test-helpers.js';
 
 let gateway: Gateway;
 let config: OhttpKeyConfig;
@@ -25,19 +23,10 @@ let obolKey: Uint8Array;
 const cleanups: Array<() => Promise<unknown>> = [];
 
 beforeAll(async () => {
-  const upstream = await startFakeUpstream({ kind: 'openai', models: ['fake-model'] });
-  cleanups.push(() => upstream.close());
-  const data = tempDataDir();
-  cleanups.push(data.cleanup);
-  gateway = await startGateway(
-    loadConfig({
-      env: {},
-      argv: { port: 0 },
-      values: { data_dir: data.path, api_keys: ['k'], backends: [{ url: upstream.baseURL }] },
-    }),
-    { logger: captureLogger('warn').logger, store: await testStore() },
-  );
-  cleanups.push(() => gateway.close());
+  ({ gateway } = await startTestGateway(
+    { values: { api_keys: ['k'] }, logger: captureLogger('warn').logger },
+    (cleanup) => cleanups.push(cleanup),
+  ));
   [config] = decodeKeyConfigs(
     new Uint8Array(await (await fetch(`${gateway.url}/.well-known/ohttp-gateway`)).arrayBuffer()),
   ) as [OhttpKeyConfig];

@@ -3,7 +3,7 @@
  * key configurations, encapsulates binary HTTP requests, and reads the answers — whole, or
  * chunk by chunk as a completion streams.
  */
-import { startFakeUpstream } from '@tollgate/backends/testing';
+import type { StartFakeUpstreamOptions } from '@tollgate/backends/testing';
 import {
   createBhttpResponseDecoder,
   createChunkedRequestWriter,
@@ -14,9 +14,7 @@ import {
   type OhttpKeyConfig,
 } from '@tollgate/ecies';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { loadConfig } from './config.js';
-import { startGateway } from './server.js';
-import { captureLogger, tempDataDir, testStore } from './test-helpers.js';
+import { startTestGateway } from './test-helpers.js';
 
 vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
 
@@ -34,24 +32,11 @@ interface AnswerJson {
 }
 const PROMPT = [{ role: 'user', content: 'Say hello please' }];
 
-async function start(upstreamOptions: Parameters<typeof startFakeUpstream>[0] = {}) {
-  const upstream = await startFakeUpstream({
-    kind: 'openai',
-    models: ['fake-model'],
-    ...upstreamOptions,
-  });
-  cleanups.push(() => upstream.close());
-  const data = tempDataDir();
-  cleanups.push(data.cleanup);
-  const gateway = await startGateway(
-    loadConfig({
-      env: {},
-      argv: { port: 0 },
-      values: { data_dir: data.path, api_keys: [KEY], backends: [{ url: upstream.baseURL }] },
-    }),
-    { logger: captureLogger().logger, store: await testStore() },
+async function start(upstreamOptions: Partial<StartFakeUpstreamOptions> = {}) {
+  const { gateway, upstream } = await startTestGateway(
+    { values: { api_keys: [KEY] }, upstream: upstreamOptions },
+    (cleanup) => cleanups.push(cleanup),
   );
-  cleanups.push(() => gateway.close());
   const configs = await fetch(`${gateway.url}/.well-known/ohttp-gateway`);
   const [config] = decodeKeyConfigs(new Uint8Array(await configs.arrayBuffer()));
   return { gateway, upstream, config: config as OhttpKeyConfig };

@@ -7,10 +7,17 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import {
+  type FakeUpstream,
+  type StartFakeUpstreamOptions,
+  startFakeUpstream,
+} from '@tollgate/backends/testing';
 import { createPgliteStore, type TenancyStore } from '@tollgate/tenancy';
 import { APIError } from 'openai';
 import type { DestinationStream } from 'pino';
+import { loadConfig } from './config.js';
 import { createLogger, type Logger } from './logger.js';
+import { type Gateway, startGateway } from './server.js';
 
 /** A logger whose lines are kept in memory, parsed. */
 export function captureLogger(level: 'info' | 'debug' | 'warn' = 'info'): {
@@ -189,4 +196,37 @@ export function runCli(
       });
     },
   };
+}
+
+/**
+ * A gateway on a fresh data dir and the file's shared tenancy store, in front of a fake
+ * OpenAI-compatible upstream serving `fake-model`; both are stopped by `onCleanup`.
+ */
+export async function startTestGateway(
+  options: {
+    /** Config values (snake_case) added to the defaults: the data dir and the backend. */
+    values?: Record<string, unknown>;
+    upstream?: Partial<StartFakeUpstreamOptions>;
+    logger?: Logger;
+  },
+  onCleanup: (cleanup: () => Promise<unknown>) => void,
+): Promise<{ gateway: Gateway; upstream: FakeUpstream }> {
+  const upstream = await startFakeUpstream({
+    kind: 'openai',
+    models: ['fake-model'],
+    ...options.upstream,
+  });
+  onCleanup(() => upstream.close());
+  const data = tempDataDir();
+  onCleanup(data.cleanup);
+  const gateway = await startGateway(
+    loadConfig({
+      env: {},
+      argv: { port: 0 },
+      values: { data_dir: data.path, backends: [{ url: upstream.baseURL }], ...options.values },
+    }),
+    { logger: options.logger ?? captureLogger().logger, store: await testStore() },
+  );
+  onCleanup(() => gateway.close());
+  return { gateway, upstream };
 }
