@@ -17,6 +17,7 @@ import { cors } from 'hono/cors';
 import { HTTPException } from 'hono/http-exception';
 import type { AccessControl, Admission, Principal, SettleOutcome } from './access.js';
 import { type Attestor, addAttestationRoute } from './attestation.js';
+import { concatBytes } from './bytes.js';
 import type { Config } from './config.js';
 import {
   addEncryptionRoutes,
@@ -604,18 +605,6 @@ async function toClientResponse(
   return new Response(concatBytes(chunks, size), init);
 }
 
-function concatBytes(chunks: Uint8Array[], size: number): Uint8Array<ArrayBuffer> {
-  // Body chunks are never views of a SharedArrayBuffer.
-  if (chunks.length === 1) return chunks[0] as Uint8Array<ArrayBuffer>;
-  const out = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return out;
-}
-
 /**
  * Passes a body through unchanged; when it fails mid-way, `onError` may cut the caller's
  * connection itself (returning true), otherwise the error reaches the runtime. Either way the
@@ -632,12 +621,7 @@ function guardBody(
       async pull(controller) {
         if (pending) {
           // What was read before the body was handed on goes out first, in one chunk.
-          controller.enqueue(
-            concatBytes(
-              pending,
-              pending.reduce((sum, part) => sum + part.byteLength, 0),
-            ),
-          );
+          controller.enqueue(concatBytes(pending));
           pending = undefined;
           return;
         }

@@ -26,6 +26,7 @@ import {
 import { TollgateError } from '@tollgate/protocol';
 import type { Hono } from 'hono';
 import type { GatewayEnv } from './app.js';
+import { concatBytes } from './bytes.js';
 import { ConfigError } from './config.js';
 import { ensureDataDir } from './data-dir.js';
 
@@ -231,12 +232,6 @@ export async function sealObolReply(response: Response, replyKey: Uint8Array): P
       chunks.push(value);
     }
   }
-  const plain = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    plain.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  const sealed = obolEncrypt(replyKey, plain);
+  const sealed = obolEncrypt(replyKey, concatBytes(chunks, size));
   return new Response(sealed as Uint8Array<ArrayBuffer>, { status: response.status, headers });
 }

@@ -20,6 +20,7 @@ import {
 import { errorResponse, TollgateError } from '@tollgate/protocol';
 import type { Context, Hono } from 'hono';
 import type { GatewayEnv } from './app.js';
+import { concatBytes } from './bytes.js';
 import { createMemoryReplayGuard, type ReplayGuard } from './replay.js';
 
 /** The path of the gateway resource (RFC 9540's well-known name). */
@@ -169,15 +170,7 @@ export function addOhttpGateway(app: Hono<GatewayEnv>, options: OhttpGatewayOpti
       throw decapsulationError(error);
     }
     const context = reader.context!;
-    let size = 0;
-    for (const part of parts) size += part.byteLength;
-    const bytes = new Uint8Array(size);
-    let offset = 0;
-    for (const part of parts) {
-      bytes.set(part, offset);
-      offset += part.byteLength;
-    }
-    const response = await dispatchInner(c, bytes, context.enc);
+    const response = await dispatchInner(c, concatBytes(parts), context.enc);
     const writer = context.createResponseWriter();
     const encoder = createBhttpResponseEncoder();
     const body = response.body?.getReader();
