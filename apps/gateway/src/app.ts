@@ -90,6 +90,9 @@ const EXPOSED_HEADERS = [
   'x-ratelimit-remaining-tokens',
   'x-ratelimit-reset-requests',
   'x-ratelimit-reset-tokens',
+  // Why an encapsulated request could not be opened (a client refetches keys on unknown_key_id).
+  'x-ohttp-error',
+  'x-ohttp-key-error',
 ];
 
 // Hop-by-hop headers belong to the upstream connection, not ours; content-encoding and

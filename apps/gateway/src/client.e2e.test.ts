@@ -3,6 +3,8 @@
  * completions (whole and streamed), embeddings and errors travel encrypted in both formats, and
  * the prompt never appears in what goes over the wire.
  */
+import type { AddressInfo } from 'node:net';
+import { connect, createServer as createNetServer } from 'node:net';
 import { createEncryptedFetch, type EncryptionFormat } from '@tollgate/client';
 import OpenAI from 'openai';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -165,5 +167,51 @@ describe.each(['ohttp', 'obol'] as const)('@tollgate/client with the openai SDK 
     expect(missing).toBeInstanceOf(OpenAI.NotFoundError);
     expect((missing as InstanceType<typeof OpenAI.APIError>).status).toBe(404);
     expectNoPlaintext(wire, format);
+  });
+});
+
+describe('what an observer between the client and the gateway sees', () => {
+  it('behavior: a capture of every byte both ways holds neither the prompt, the API key, the path nor any output token', async () => {
+    const reply = 'zebra quokka narwhal axolotl';
+    const { gateway } = await startTestGateway(
+      { values: { api_keys: [KEY] }, upstream: { reply, chunkDelayMs: 20 } },
+      (cleanup) => cleanups.push(cleanup),
+    );
+    // A logging TCP proxy: what a TLS terminator or a tunnel in front of the gateway would see.
+    const seen: Buffer[] = [];
+    const target = new URL(gateway.url);
+    const proxy = createNetServer((client) => {
+      const upstreamSocket = connect(Number(target.port), target.hostname);
+      client.on('data', (data) => seen.push(Buffer.from(data)));
+      upstreamSocket.on('data', (data) => seen.push(Buffer.from(data)));
+      client.pipe(upstreamSocket).pipe(client);
+      client.on('error', () => upstreamSocket.destroy());
+      upstreamSocket.on('error', () => client.destroy());
+    });
+    await new Promise<void>((done) => proxy.listen(0, '127.0.0.1', () => done()));
+    cleanups.push(() => new Promise((done) => proxy.close(done)));
+    const proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+
+    const prompt = 'the secret recipe for marmalade';
+    const openai = new OpenAI({
+      baseURL: `${proxyUrl}/v1`,
+      apiKey: KEY,
+      maxRetries: 0,
+      fetch: createEncryptedFetch({ gatewayUrl: proxyUrl }),
+    });
+    const stream = await openai.chat.completions.create({
+      model: 'fake-model',
+      messages: [{ role: 'user', content: prompt }],
+      stream: true,
+    });
+    let text = '';
+    for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? '';
+    expect(text).toBe(reply);
+
+    const wire = Buffer.concat(seen).toString('latin1');
+    expect(wire).toContain('/.well-known/ohttp-gateway');
+    for (const secret of [prompt, KEY, '/v1/chat/completions', ...reply.split(' ')]) {
+      expect(wire, secret).not.toContain(secret);
+    }
   });
 });

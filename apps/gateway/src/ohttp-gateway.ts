@@ -47,17 +47,27 @@ function serverKeys(set: KeySet, now: number): OhttpServerKey[] {
 
 /** An outer error: the request could not be decapsulated (so no inner answer is possible). */
 function decapsulationError(error: unknown): TollgateError {
-  if (isEciesError(error) && error.code === 'unknown_key_id') {
+  const code = isEciesError(error) ? error.code : 'malformed_message';
+  if (code === 'unknown_key_id') {
     return new TollgateError(
       'decryption_failed',
       'The encapsulated request names a key this gateway does not have (any more): fetch GET /.well-known/ohttp-gateway and encrypt again.',
-      { cause: error, headers: { 'x-ohttp-key-error': 'unknown_key_id' } },
+      { cause: error, headers: { 'x-ohttp-error': code, 'x-ohttp-key-error': code } },
     );
   }
+  const reasons: Partial<Record<string, string>> = {
+    truncated: 'it was cut short (a chunked request needs its final chunk)',
+    ciphertext_too_short: 'it was cut short',
+    decryption_failed: 'it was altered, or encrypted to another key',
+    invalid_public_key: 'its encapsulated key is not a valid public key',
+    unsupported_suite: 'it uses a suite this gateway does not offer',
+    invalid_length: 'a chunk is longer than this gateway accepts',
+  };
   return new TollgateError(
     'decryption_failed',
-    `The encapsulated request could not be opened (${isEciesError(error) ? error.code : 'malformed'}).`,
-    { cause: error },
+    `The encapsulated request could not be opened: ${reasons[code] ?? 'it is malformed'}.`,
+    // The precise reason, for clients and tests; it reveals nothing about the content.
+    { cause: error, headers: { 'x-ohttp-error': code } },
   );
 }
 

@@ -149,12 +149,27 @@ describe('POST /.well-known/ohttp-gateway', () => {
     const tamperedAnswer = await postOuter(gateway.url, tampered);
     expect(tamperedAnswer.status).toBe(400);
     expect(((await tamperedAnswer.json()) as AnswerJson).error.code).toBe('decryption_failed');
+    expect(tamperedAnswer.headers.get('x-ohttp-error')).toBe('decryption_failed');
+
+    // Each failure says which it is: cut short, or a chunked request without its final chunk.
+    const cut = await postOuter(gateway.url, encapsulatedRequest.slice(0, 40));
+    expect(cut.status).toBe(400);
+    expect(cut.headers.get('x-ohttp-error')).toBe('ciphertext_too_short');
+    const writer = createChunkedRequestWriter(config);
+    const unfinished = new Uint8Array([
+      ...writer.start(),
+      ...writer.chunk(innerRequest({ model: 'fake-model', messages: PROMPT })),
+    ]);
+    const truncated = await postOuter(gateway.url, unfinished, 'message/ohttp-chunked-req');
+    expect(truncated.status).toBe(400);
+    expect(truncated.headers.get('x-ohttp-error')).toBe('truncated');
 
     const otherKey = encapsulatedRequest.slice();
     otherKey[0] = 200;
     const unknown = await postOuter(gateway.url, otherKey);
     expect(unknown.status).toBe(400);
     expect(unknown.headers.get('x-ohttp-key-error')).toBe('unknown_key_id');
+    expect(unknown.headers.get('x-ohttp-error')).toBe('unknown_key_id');
 
     expect((await postOuter(gateway.url, encapsulatedRequest, 'application/json')).status).toBe(
       415,
