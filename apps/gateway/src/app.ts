@@ -29,7 +29,7 @@ import {
   sealObolReply,
 } from './encryption.js';
 import type { Logger } from './logger.js';
-import { addOhttpGateway } from './ohttp-gateway.js';
+import { addOhttpGateway, wasEncapsulated } from './ohttp-gateway.js';
 import type { ReplayGuard } from './replay.js';
 
 /** Options for {@link createApp}. */
@@ -285,7 +285,7 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
       const requestLogger = c.get('logger');
       const keys = options.encryptionKeys;
       const obol = keys !== undefined && isObolMediaType(c.req.header('content-type'));
-      if (config.encryption?.required && !obol) {
+      if (config.encryption?.required && !obol && !wasEncapsulated(c.env)) {
         throw new TollgateError(
           'unsupported_media_type',
           `This gateway serves encrypted requests only: send the body as ${OBOL_MEDIA_TYPE} (see GET /v1/enclave/pubkey).`,

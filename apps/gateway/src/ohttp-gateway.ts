@@ -23,6 +23,18 @@ import type { GatewayEnv } from './app.js';
 import { concatBytes } from './bytes.js';
 import { createMemoryReplayGuard, type ReplayGuard } from './replay.js';
 
+/** Set in the Hono environment of an inner request (see {@link wasEncapsulated}). */
+const ENCAPSULATED = Symbol.for('tollgate.ohttp.encapsulated');
+
+/** Whether a request reached the app as the inner request of an Oblivious HTTP exchange. */
+export function wasEncapsulated(env: unknown): boolean {
+  return (
+    typeof env === 'object' &&
+    env !== null &&
+    (env as Record<symbol, unknown>)[ENCAPSULATED] === true
+  );
+}
+
 /** The path of the gateway resource (RFC 9540's well-known name). */
 export const OHTTP_PATH = '/.well-known/ohttp-gateway';
 
@@ -130,7 +142,9 @@ export function addOhttpGateway(app: Hono<GatewayEnv>, options: OhttpGatewayOpti
       ...(hasBody ? { body: inner.body as Uint8Array<ArrayBuffer> } : {}),
       signal: c.get('signal'),
     });
-    return app.fetch(request, c.env);
+    // Marked in the environment (which a caller cannot set, unlike a header): the inner
+    // request arrived encrypted, whatever its own Content-Type says.
+    return app.fetch(request, { ...(c.env as object), [ENCAPSULATED]: true });
   };
 
   app.post(OHTTP_PATH, async function ohttpGateway(c) {

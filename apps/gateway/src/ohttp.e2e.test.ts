@@ -32,9 +32,12 @@ interface AnswerJson {
 }
 const PROMPT = [{ role: 'user', content: 'Say hello please' }];
 
-async function start(upstreamOptions: Partial<StartFakeUpstreamOptions> = {}) {
+async function start(
+  upstreamOptions: Partial<StartFakeUpstreamOptions> = {},
+  values: Record<string, unknown> = {},
+) {
   const { gateway, upstream } = await startTestGateway(
-    { values: { api_keys: [KEY] }, upstream: upstreamOptions },
+    { values: { api_keys: [KEY], ...values }, upstream: upstreamOptions },
     (cleanup) => cleanups.push(cleanup),
   );
   const configs = await fetch(`${gateway.url}/.well-known/ohttp-gateway`);
@@ -103,6 +106,22 @@ describe('POST /.well-known/ohttp-gateway', () => {
     );
     expect(refused.status).toBe(401);
     expect(refused.json.error.code).toBe('missing_api_key');
+  });
+
+  it('behavior: with encryption.required, encapsulated requests are served and plaintext ones refused', async () => {
+    const { gateway, config } = await start({}, { encryption: { required: true } });
+    const answer = await exchange(
+      gateway.url,
+      config,
+      innerRequest({ model: 'fake-model', messages: PROMPT }),
+    );
+    expect(answer.status).toBe(200);
+    const plaintext = await fetch(`${gateway.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'fake-model', messages: PROMPT }),
+    });
+    expect(plaintext.status).toBe(415);
   });
 
   it('error: a replayed, undated or stale request is refused inside, without reaching the upstream', async () => {
