@@ -5,12 +5,14 @@
  * encapsulated — whole for `message/ohttp-req`, chunk by chunk as it is produced for
  * `message/ohttp-chunked-req` (a streamed completion leaves encrypted token by token).
  */
+import { createECDH } from 'node:crypto';
 import {
   activeKeys,
   createBhttpResponseEncoder,
   createChunkedRequestReader,
   decapsulateRequest,
   decodeBhttpRequest,
+  type EncryptionKey,
   encodeBhttpResponse,
   importOhttpKey,
   isEciesError,
@@ -51,10 +53,30 @@ export interface OhttpGatewayOptions {
   now?: () => number;
 }
 
+/** Node's native P-256 ECDH: the X coordinate, twenty times faster than pure JavaScript. */
+function nodeP256Dh(privateKey: Uint8Array, publicKey: Uint8Array): Uint8Array {
+  const ecdh = createECDH('prime256v1');
+  ecdh.setPrivateKey(privateKey);
+  return new Uint8Array(ecdh.computeSecret(publicKey));
+}
+
+// Importing a key derives its public key: done once per key, not once per request.
+const imported = new WeakMap<EncryptionKey, OhttpServerKey>();
+
 function serverKeys(set: KeySet, now: number): OhttpServerKey[] {
-  return activeKeys(set, now).map((key) =>
-    importOhttpKey({ keyId: key.id, kemId: key.kem, privateKey: key.privateKey }),
-  );
+  return activeKeys(set, now).map((key) => {
+    let serverKey = imported.get(key);
+    if (!serverKey) {
+      serverKey = importOhttpKey({
+        keyId: key.id,
+        kemId: key.kem,
+        privateKey: key.privateKey,
+        ...(key.kem === 0x0010 ? { dh: nodeP256Dh } : {}),
+      });
+      imported.set(key, serverKey);
+    }
+    return serverKey;
+  });
 }
 
 /** An outer error: the request could not be decapsulated (so no inner answer is possible). */

@@ -1,3 +1,4 @@
+import { createECDH } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Chacha20Poly1305 } from '@hpke/chacha20poly1305';
 import {
@@ -786,5 +787,48 @@ describe('wrong inputs', () => {
       x(pRecipient.publicKey),
     );
     expect(x(x25519.deserializePublicKey(xRecipient.publicKey))).toBe(x(xRecipient.publicKey));
+  });
+});
+
+describe('a native Diffie-Hellman in place of @noble', () => {
+  const nodeP256 = (privateKey: Uint8Array, publicKey: Uint8Array) => {
+    const ecdh = createECDH('prime256v1');
+    ecdh.setPrivateKey(privateKey);
+    return new Uint8Array(ecdh.computeSecret(publicKey));
+  };
+
+  it('behavior: with node:crypto ECDH, RFC 9180 A.3 (P-256) comes out the same, both ways', () => {
+    const vector = loadVector('rfc9180-a.3.json');
+    const suite = hpkeSuite({
+      kem: vector.kem_id,
+      kdf: vector.kdf_id,
+      aead: vector.aead_id,
+      dh: nodeP256,
+    });
+    expect(x(suite.encap(h(vector.pkRm), { ikmE: h(vector.ikmE) }).sharedSecret)).toBe(
+      vector.shared_secret,
+    );
+    expect(x(suite.decap(h(vector.enc), h(vector.skRm)))).toBe(vector.shared_secret);
+    const first = vector.encryptions[0]!;
+    const context = suite.setupBaseR(h(vector.enc), h(vector.skRm), h(vector.info));
+    expect(x(context.open(h(first.ct), h(first.aad)))).toBe(first.pt);
+  });
+
+  it('error: a native Diffie-Hellman that fails or returns nothing usable is invalid_public_key', () => {
+    const vector = loadVector('rfc9180-a.3.json');
+    for (const dh of [
+      () => {
+        throw new Error('native failure');
+      },
+      () => new Uint8Array(32),
+      () => new Uint8Array(31).fill(1),
+    ]) {
+      const suite = hpkeSuite({ kem: vector.kem_id, kdf: vector.kdf_id, aead: vector.aead_id, dh });
+      expectCode(() => suite.decap(h(vector.enc), h(vector.skRm)), 'invalid_public_key');
+    }
+    expectCode(
+      () => hpkeSuite({ kem: 0x0010, kdf: 1, aead: 1, dh: 'fast' as never }),
+      'invalid_type',
+    );
   });
 });

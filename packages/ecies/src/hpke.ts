@@ -70,6 +70,15 @@ export interface HpkeSuiteParameters {
    * @default crypto.getRandomValues, through @noble/hashes
    */
   randomBytes?: (length: number) => Uint8Array;
+  /**
+   * Computes the KEM's Diffie-Hellman value in place of @noble/curves: the X coordinate of the
+   * shared point for P-256, the X25519 output for X25519 (32 bytes either way), from a private
+   * key and a public key already checked here. For platforms with native elliptic curves, e.g.
+   * Node's `crypto.createECDH('prime256v1')`, about twenty times faster than pure JavaScript
+   * for P-256. The result is checked (32 bytes, not all zero).
+   * @default @noble/curves
+   */
+  dh?: (privateKey: Uint8Array, publicKey: Uint8Array) => Uint8Array;
 }
 
 /** A key pair, both halves serialized (SerializePrivateKey / SerializePublicKey). */
@@ -744,6 +753,31 @@ export function hpkeSuite(parameters: HpkeSuiteParameters): HpkeSuite {
   if (typeof random !== 'function') {
     throw new EciesError('invalid_type', 'randomBytes must be a function (length) => Uint8Array.');
   }
+  const customDh = parameters.dh;
+  if (customDh !== undefined && typeof customDh !== 'function') {
+    throw new EciesError(
+      'invalid_type',
+      'dh must be a function (privateKey, publicKey) => Uint8Array.',
+    );
+  }
+  const dhOf = (privateKey: Uint8Array, publicKey: Uint8Array): Uint8Array => {
+    if (customDh === undefined) return group.dh(privateKey, publicKey);
+    let value: Uint8Array;
+    try {
+      value = customDh(privateKey, publicKey);
+    } catch (error) {
+      throw new EciesError('invalid_public_key', `${group.name} Diffie-Hellman failed.`, {
+        cause: error,
+      });
+    }
+    if (!isBytes(value) || value.length !== 32 || value.every((byte) => byte === 0)) {
+      throw new EciesError(
+        'invalid_public_key',
+        `${group.name} Diffie-Hellman gave no usable value.`,
+      );
+    }
+    return value;
+  };
 
   // Both DHKEMs here use HKDF-SHA256 as their own KDF, whatever the suite's KDF.
   const kemKdf = HKDF_SHA256;
@@ -795,7 +829,7 @@ export function hpkeSuite(parameters: HpkeSuiteParameters): HpkeSuite {
     const pkR = publicKey(recipientPublicKey, 'The recipient public key');
     const ikmE = options.ikmE === undefined ? random(Nsk) : options.ikmE;
     const ephemeral = deriveKeyPair(bytes(ikmE, 'ikmE'));
-    const dh = group.dh(ephemeral.privateKey, pkR);
+    const dh = dhOf(ephemeral.privateKey, pkR);
     const enc = ephemeral.publicKey;
     return { sharedSecret: extractAndExpand(dh, concatBytes(enc, pkR)), enc };
   }
@@ -803,7 +837,7 @@ export function hpkeSuite(parameters: HpkeSuiteParameters): HpkeSuite {
   function decap(encValue: Uint8Array, recipientPrivateKey: Uint8Array): Uint8Array {
     const enc = publicKey(encValue, 'enc');
     const skR = privateKey(recipientPrivateKey, 'The recipient private key');
-    const dh = group.dh(skR, enc);
+    const dh = dhOf(skR, enc);
     return extractAndExpand(dh, concatBytes(enc, group.publicKeyOf(skR)));
   }
 

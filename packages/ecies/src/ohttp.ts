@@ -21,6 +21,7 @@ import {
   type HpkeRecipientContext,
   type HpkeSenderContext,
   type HpkeSuite,
+  type HpkeSuiteParameters,
   hpkeSuite,
 } from './hpke.js';
 import { decodeVarint, encodeVarint } from './varint.js';
@@ -52,6 +53,8 @@ export interface OhttpKeyConfig {
 export interface OhttpServerKey extends OhttpKeyConfig {
   /** The KEM private key, Nsk bytes (32 for both KEMs). */
   privateKey: Uint8Array;
+  /** A native Diffie-Hellman for this key's KEM (see {@link HpkeSuiteParameters.dh}). */
+  dh?: HpkeSuiteParameters['dh'];
 }
 
 /** The algorithm header of an encapsulated request (RFC 9458 section 4.3), without enc. */
@@ -106,6 +109,11 @@ export interface ImportOhttpKeyParameters {
    * @default [{ kdfId: 0x0001, aeadId: 0x0001 }, { kdfId: 0x0001, aeadId: 0x0003 }]
    */
   symmetric?: readonly OhttpSymmetricSuite[];
+  /**
+   * A native Diffie-Hellman for the KEM, used when requests to this key are opened (see
+   * {@link HpkeSuiteParameters.dh}). @default @noble/curves
+   */
+  dh?: HpkeSuiteParameters['dh'];
 }
 
 /** Options of {@link encapsulateRequest} and {@link createChunkedRequestWriter}. */
@@ -354,14 +362,18 @@ function isImplemented(kemId: number, pair: OhttpSymmetricSuite): boolean {
   }
 }
 
-function fullSuite(kemId: number, pair: OhttpSymmetricSuite): HpkeSuite {
+function fullSuite(
+  kemId: number,
+  pair: OhttpSymmetricSuite,
+  dh?: HpkeSuiteParameters['dh'],
+): HpkeSuite {
   if (pair.aeadId === HPKE_AEAD.EXPORT_ONLY) {
     throw new EciesError(
       'unsupported_suite',
       'The export-only AEAD (0xFFFF) cannot protect OHTTP messages; choose an AEAD such as 0x0001.',
     );
   }
-  return hpkeSuite({ kem: kemId, kdf: pair.kdfId, aead: pair.aeadId });
+  return hpkeSuite({ kem: kemId, kdf: pair.kdfId, aead: pair.aeadId, ...(dh ? { dh } : {}) });
 }
 
 function checkSymmetric(value: unknown, name: string): OhttpSymmetricSuite[] {
@@ -487,6 +499,7 @@ export function importOhttpKey(parameters: ImportOhttpKeyParameters): OhttpServe
     publicKey: suite.getPublicKey(privateKey),
     symmetric: checkOffered(suite.kemId, parameters.symmetric ?? DEFAULT_SYMMETRIC),
     privateKey,
+    ...(parameters.dh ? { dh: parameters.dh } : {}),
   };
 }
 
@@ -790,7 +803,7 @@ function parseHeader(keys: readonly OhttpServerKey[], input: Uint8Array): Parsed
       `Key ${keyId} does not offer KDF ${hex16(kdfId)} with AEAD ${hex16(aeadId)}.`,
     );
   }
-  return { keyId, kemId, kdfId, aeadId, key, suite: fullSuite(kemId, { kdfId, aeadId }) };
+  return { keyId, kemId, kdfId, aeadId, key, suite: fullSuite(kemId, { kdfId, aeadId }, key.dh) };
 }
 
 function entropyLength(suite: HpkeSuite): number {
