@@ -51,8 +51,9 @@ Configuration reference: docs/configuration.md; tenants, keys and limits: docs/t
 const SERVE_HELP = `tollgate serve — start the gateway
 
 Serves the OpenAI API (POST /v1/chat/completions, /v1/completions, /v1/embeddings,
-GET /v1/models) and health checks (GET /health, GET /health/ready), forwarding requests to
-the configured backends. Stops gracefully on Ctrl+C or SIGTERM: in-flight requests and
+GET /v1/models), encrypted requests (GET /v1/enclave/pubkey, /.well-known/ohttp-gateway),
+the admin API (/admin, with TOLLGATE_ADMIN_KEY) and health checks (GET /health,
+GET /health/ready), forwarding requests to the configured backends. Stops gracefully on Ctrl+C or SIGTERM: in-flight requests and
 streams get shutdown.grace_seconds (30 by default) to finish; a second signal exits at once.
 
 Usage:
@@ -75,6 +76,7 @@ Environment (overrides the config file; flags override both):
   TOLLGATE_ADMIN_KEY     Turns on the admin API under /admin (Bearer this key)
   TOLLGATE_DATABASE_URL  postgres://... (default: the embedded database in the data dir)
   TOLLGATE_REDIS_URL     redis://... to share rate limits between several gateways
+  TOLLGATE_ENCRYPTION_REQUIRED  true: serve encrypted requests only (see docs/encryption.md)
   TOLLGATE_HOST, TOLLGATE_PORT, TOLLGATE_LOG_LEVEL, TOLLGATE_DATA_DIR, TOLLGATE_CONFIG
 
 Examples:
