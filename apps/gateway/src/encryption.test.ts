@@ -1,6 +1,5 @@
 import { statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startFakeUpstream } from '@tollgate/backends/testing';
 import {
   createKeySet,
   decapsulateRequest,
@@ -19,7 +18,7 @@ import { encryptionCommand } from './cli-encryption.js';
 import { isConfigError, loadConfig } from './config.js';
 import { keySetPath, loadOrCreateKeySet, rotateKeySetFile } from './encryption.js';
 import { startGateway } from './server.js';
-import { captureLogger, tempDataDir, testStore } from './test-helpers.js';
+import { captureLogger, startTestGateway, tempDataDir, testStore } from './test-helpers.js';
 
 const cleanups: Array<() => Promise<unknown>> = [];
 afterEach(async () => {
@@ -196,23 +195,10 @@ describe('Obol-encrypted requests', { timeout: 60_000 }, () => {
   const PROMPT = [{ role: 'user', content: 'Say hello please' }];
 
   async function gatewayWith(values: Record<string, unknown> = {}) {
-    const upstream = await startFakeUpstream({ kind: 'openai', models: ['fake-model'] });
-    cleanups.push(() => upstream.close());
-    const dir = dataDir();
-    const gateway = await startGateway(
-      loadConfig({
-        env: {},
-        argv: { port: 0 },
-        values: {
-          data_dir: dir,
-          api_keys: ['k'],
-          backends: [{ url: upstream.baseURL }],
-          ...values,
-        },
-      }),
-      { logger: captureLogger().logger, store: await testStore() },
+    const { gateway, upstream } = await startTestGateway(
+      { values: { api_keys: ['k'], ...values } },
+      (cleanup) => cleanups.push(cleanup),
     );
-    cleanups.push(() => gateway.close());
     const { pubkey } = (await (await fetch(`${gateway.url}/v1/enclave/pubkey`)).json()) as {
       pubkey: string;
     };

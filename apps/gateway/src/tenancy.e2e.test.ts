@@ -5,13 +5,12 @@
  */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { type FakeUpstream, startFakeUpstream } from '@tollgate/backends/testing';
+import type { FakeUpstream, StartFakeUpstreamOptions } from '@tollgate/backends/testing';
 import { createPgliteStore, type Tenancy, type TenancyStore } from '@tollgate/tenancy';
 import OpenAI from 'openai';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { loadConfig } from './config.js';
-import { type Gateway, startGateway } from './server.js';
-import { apiError, captureLogger, tempDataDir, testStore } from './test-helpers.js';
+import type { Gateway } from './server.js';
+import { apiError, startTestGateway } from './test-helpers.js';
 
 vi.setConfig({ testTimeout: 30_000, hookTimeout: 30_000 });
 
@@ -28,32 +27,14 @@ let counter = 0;
 async function start(
   options: {
     values?: Record<string, unknown>;
-    upstream?: Parameters<typeof startFakeUpstream>[0];
+    upstream?: Partial<StartFakeUpstreamOptions>;
     store?: TenancyStore;
   } = {},
 ): Promise<{ gateway: Gateway; tenancy: Tenancy; upstream: FakeUpstream }> {
-  const upstream = await startFakeUpstream({
-    kind: 'openai',
-    models: [MODEL],
-    ...options.upstream,
-  });
-  cleanups.push(() => upstream.close());
-  const dataDir = tempDataDir();
-  cleanups.push(dataDir.cleanup);
-  const config = loadConfig({
-    env: {},
-    argv: { port: 0 },
-    values: {
-      data_dir: dataDir.path,
-      backends: [{ name: 'fake', type: 'openai', url: upstream.baseURL }],
-      ...options.values,
-    },
-  });
-  const gateway = await startGateway(config, {
-    logger: captureLogger().logger,
-    store: options.store ?? (await testStore()),
-  });
-  cleanups.push(() => gateway.close());
+  const { gateway, upstream } = await startTestGateway(
+    { ...options, upstream: { models: [MODEL], ...options.upstream } },
+    (cleanup) => cleanups.push(cleanup),
+  );
   return { gateway, tenancy: gateway.tenancy, upstream };
 }
 

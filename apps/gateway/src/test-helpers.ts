@@ -208,6 +208,8 @@ export async function startTestGateway(
     values?: Record<string, unknown>;
     upstream?: Partial<StartFakeUpstreamOptions>;
     logger?: Logger;
+    /** A store of its own instead of the file's shared one (not closed here). */
+    store?: TenancyStore;
   },
   onCleanup: (cleanup: () => Promise<unknown>) => void,
 ): Promise<{ gateway: Gateway; upstream: FakeUpstream }> {
@@ -225,7 +227,10 @@ export async function startTestGateway(
       argv: { port: 0 },
       values: { data_dir: data.path, backends: [{ url: upstream.baseURL }], ...options.values },
     }),
-    { logger: options.logger ?? captureLogger().logger, store: await testStore() },
+    {
+      logger: options.logger ?? captureLogger().logger,
+      store: options.store ?? (await testStore()),
+    },
   );
   onCleanup(() => gateway.close());
   return { gateway, upstream };
