@@ -2,8 +2,8 @@
  * @module @tollgate/client
  *
  * The caller's side of a Tollgate gateway: a `fetch` that encrypts each request end to end
- * and decrypts the answer as it arrives, to hand to the `openai` SDK or use alone, in Node and
- * in browsers.
+ * and decrypts the answer as it arrives, and a `fetch` that pays for requests with x402, to hand
+ * to the `openai` SDK or use alone, in Node and in browsers.
  */
 export {
   createEncryptedFetch,
@@ -15,4 +15,16 @@ export {
   ClientError,
   type ClientErrorCode,
   isClientError,
+  isPaymentError,
+  PAYMENT_ERROR_CODES,
+  PaymentError,
+  type PaymentErrorCode,
 } from './errors.js';
+export {
+  createPayingFetch,
+  getPaymentReceipt,
+  type PayingFetchOptions,
+  type PaymentSigner,
+  type PaymentTerms,
+  type TransferWithAuthorizationTypedData,
+} from './pay.js';
