@@ -3,9 +3,10 @@
  *
  * Tenants, API keys (SHA-256 at rest), limits (requests and tokens per minute, concurrency,
  * model allow lists, day and month budgets in tokens and spend), reserve-then-settle
- * admission, usage metering and an audit log. Records live in PGlite (embedded, the default)
- * or PostgreSQL through drizzle-orm; limiter state in memory or in Redis. Usable without the
- * gateway: `createTenancy({ store })` and call `authenticate`, `admit` and `settle`.
+ * admission, usage metering, x402 payers and payments as billing records, and an audit log.
+ * Records live in PGlite (embedded, the default) or PostgreSQL through drizzle-orm; limiter
+ * state in memory or in Redis. Usable without the gateway: `createTenancy({ store })` and call
+ * `authenticate`, `admit` and `settle`.
  */
 export {
   createId,
@@ -35,6 +36,7 @@ export {
   type PriceTable,
   priceFor,
 } from './metering.js';
+export { type PaymentInput, payerCaller } from './payments.js';
 export { createRecorder, type Recorder, type RecorderOptions } from './recorder.js';
 export * as schema from './schema.js';
 export {

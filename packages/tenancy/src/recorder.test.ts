@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   createRecorder,
+  type PaymentRecord,
   type RecordBatch,
   type ReservationRecord,
   type TenancyStore,
@@ -19,6 +20,7 @@ function memoryRecords() {
   const reservations = new Map<string, ReservationRecord>();
   const usage = new Map<string, UsageEvent>();
   const audit = new Map<string, unknown>();
+  const payments = new Map<string, PaymentRecord>();
   const state = { failing: false, writes: 0 };
   const store = {
     kind: 'pglite',
@@ -32,6 +34,8 @@ function memoryRecords() {
         reservations.delete(event.id);
       }
       for (const entry of batch.audit) if (!audit.has(entry.id)) audit.set(entry.id, entry);
+      for (const record of batch.payments)
+        if (!payments.has(record.id)) payments.set(record.id, record);
     },
     async openReservations(instanceId: string) {
       return [...reservations.values()].filter((record) => record.instanceId === instanceId);
@@ -40,7 +44,7 @@ function memoryRecords() {
       if (state.failing) throw new Error('connection refused');
     },
   } as unknown as TenancyStore;
-  return { store, reservations, usage, audit, state };
+  return { store, reservations, usage, audit, payments, state };
 }
 
 function reservation(id: string, instanceId = 'gw'): ReservationRecord {
@@ -79,6 +83,26 @@ function usage(id: string): UsageEvent {
     requestId: `req-${id}`,
     streamed: true,
     paymentId: null,
+  };
+}
+
+function payment(id: string): PaymentRecord {
+  return {
+    id,
+    at: new Date('2026-11-23T10:00:01Z'),
+    requestId: `req-${id}`,
+    usageId: 'ad_1',
+    payer: '0x1111111111111111111111111111111111111111',
+    network: 'eip155:84532',
+    asset: '0x036cbd53842c5426634e7929541ec2318f3dcf7e',
+    payTo: '0x2222222222222222222222222222222222222222',
+    amount: '1000',
+    scheme: 'exact',
+    x402Version: 2,
+    nonce: '0x01',
+    status: 'settled',
+    transaction: '0xab',
+    error: null,
   };
 }
 
@@ -161,16 +185,19 @@ describe('recorder', () => {
     });
     records.state.failing = true;
     recorder.usage(usage('ad_1'));
+    recorder.payment(payment('py_1'));
     await expect(recorder.flush()).rejects.toThrow('connection refused');
     expect(recorder.healthy).toBe(false);
     recorder.usage(usage('ad_2'));
+    recorder.payment(payment('py_2'));
     await expect(recorder.flush()).rejects.toThrow();
-    expect(recorder.pending).toBe(2);
+    expect(recorder.pending).toBe(4);
     expect(readdirSync(dir).length).toBeGreaterThanOrEqual(1);
     records.state.failing = false;
     await recorder.flush();
     expect(recorder.healthy).toBe(true);
     expect([...records.usage.keys()].sort()).toEqual(['ad_1', 'ad_2']);
+    expect([...records.payments.keys()]).toEqual(['py_1', 'py_2']);
     expect(readdirSync(dir)).toHaveLength(0);
     expect(changes).toEqual([false, true]);
     await recorder.close();
@@ -204,6 +231,7 @@ describe('recorder', () => {
     });
     dead.reserve(reservation('ad_served'));
     dead.usage(usage('ad_served'));
+    dead.payment(payment('py_served'));
     dead.reserve(reservation('ad_in_flight'));
     dead.audit({
       id: 'au_1',
@@ -231,8 +259,10 @@ describe('recorder', () => {
       journalDir: dir,
       ...slow,
     });
-    expect(await next.recover()).toEqual({ replayed: 4, interrupted: 1 });
+    expect(await next.recover()).toEqual({ replayed: 5, interrupted: 1 });
     expect(records.usage.get('ad_served')?.status).toBe('completed');
+    // Whole, its time a Date again.
+    expect(records.payments.get('py_served')).toEqual(payment('py_served'));
     const interrupted = records.usage.get('ad_in_flight');
     expect(interrupted).toMatchObject({
       status: 'interrupted',
@@ -250,7 +280,35 @@ describe('recorder', () => {
     // Recovering again changes nothing: every write is idempotent.
     expect(await next.recover()).toEqual({ replayed: 0, interrupted: 0 });
     expect(records.usage.size).toBe(2);
+    expect(records.payments.size).toBe(1);
     await Promise.all([dead.close().catch(() => {}), next.close()]);
+  });
+
+  it('behavior: a payment after close is still journaled, and recorded at the next start', async () => {
+    const records = memoryRecords();
+    const dir = journalDir();
+    const recorder = createRecorder({
+      store: records.store,
+      instanceId: 'gw',
+      journalDir: dir,
+      ...slow,
+    });
+    await recorder.close();
+    // Settled while the gateway shut down: the money moved, so the record must not be lost.
+    recorder.payment(payment('py_late'));
+    expect(() => recorder.audit({} as never)).toThrow('closed');
+    await nextTurn();
+    expect(readdirSync(dir)).toHaveLength(1);
+    expect(records.payments.size).toBe(0);
+    const next = createRecorder({
+      store: records.store,
+      instanceId: 'gw',
+      journalDir: dir,
+      ...slow,
+    });
+    expect(await next.recover()).toEqual({ replayed: 1, interrupted: 0 });
+    expect(records.payments.get('py_late')).toEqual(payment('py_late'));
+    await next.close();
   });
 
   it("behavior: another instance's open reservations are left to it", async () => {

@@ -1,6 +1,6 @@
 /**
- * Usage, reservation and audit records: written to the database in batches, off the hot
- * path, without losing one to a crash.
+ * Usage, reservation, payment and audit records: written to the database in batches, off the
+ * hot path, without losing one to a crash.
  *
  * Every record is first appended to a journal file in the data dir, by one synchronous write
  * per turn of the event loop for all of that turn's records (it survives the process being
@@ -22,6 +22,7 @@ import {
 import { join } from 'node:path';
 import type {
   AuditEntry,
+  PaymentRecord,
   RecordBatch,
   ReservationRecord,
   TenancyStore,
@@ -55,6 +56,11 @@ export interface Recorder {
   /** Queues a usage event (it closes the reservation with the same id). */
   usage(event: UsageEvent): void;
   audit(entry: AuditEntry): void;
+  /**
+   * Queues an x402 payment. Like usage, accepted even after close: money moved and it must be
+   * recorded (the journal keeps it for the next start).
+   */
+  payment(record: PaymentRecord): void;
   /** Writes everything queued so far. Rejects when the store fails (records stay queued). */
   flush(): Promise<void>;
   /** False after a write or ping failed, until one succeeds. */
@@ -73,23 +79,26 @@ export interface Recorder {
 type JournalLine =
   | ({ t: 'r' } & ReservationRecord)
   | ({ t: 'u' } & UsageEvent)
-  | ({ t: 'a' } & AuditEntry);
+  | ({ t: 'a' } & AuditEntry)
+  | ({ t: 'p' } & PaymentRecord);
 
 const SEGMENT = /^segment-\d+-\d+\.jsonl$/;
 
 function emptyBatch(): RecordBatch {
-  return { reservations: [], usage: [], audit: [] };
+  return { reservations: [], usage: [], audit: [], payments: [] };
 }
 
 function batchSize(batch: RecordBatch): number {
-  return batch.reservations.length + batch.usage.length + batch.audit.length;
+  return (
+    batch.reservations.length + batch.usage.length + batch.audit.length + batch.payments.length
+  );
 }
 
 /** Splits a batch into transactions of at most `max` records, reservations first. */
 function* chunks(batch: RecordBatch, max: number): Generator<RecordBatch> {
   let chunk = emptyBatch();
   let size = 0;
-  for (const kind of ['reservations', 'usage', 'audit'] as const) {
+  for (const kind of ['reservations', 'usage', 'audit', 'payments'] as const) {
     for (const record of batch[kind]) {
       (chunk[kind] as unknown[]).push(record);
       if (++size === max) {
@@ -217,6 +226,7 @@ export function createRecorder(options: RecorderOptions): Recorder {
         reservations: [...batch.reservations, ...queue.reservations],
         usage: [...batch.usage, ...queue.usage],
         audit: [...batch.audit, ...queue.audit],
+        payments: [...batch.payments, ...queue.payments],
       };
       setHealthy(false, error);
       throw error;
@@ -260,6 +270,10 @@ export function createRecorder(options: RecorderOptions): Recorder {
     audit(entry) {
       enqueue({ t: 'a', ...entry }, () => queue.audit.push(entry));
     },
+    payment(record) {
+      append({ t: 'p', ...record });
+      queue.payments.push(record);
+    },
     flush,
     get healthy() {
       return healthy;
@@ -293,6 +307,7 @@ export function createRecorder(options: RecorderOptions): Recorder {
             if (t === 'r') batch.reservations.push(record as ReservationRecord);
             else if (t === 'u') batch.usage.push(record as UsageEvent);
             else if (t === 'a') batch.audit.push(record as AuditEntry);
+            else if (t === 'p') batch.payments.push(record as PaymentRecord);
           }
         }
         replayed = batchSize(batch);
@@ -325,6 +340,7 @@ export function createRecorder(options: RecorderOptions): Recorder {
           }),
         ),
         audit: [],
+        payments: [],
       });
       return { replayed, interrupted: open.length };
     },

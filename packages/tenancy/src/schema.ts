@@ -9,11 +9,12 @@ import {
   index,
   integer,
   jsonb,
+  numeric,
   pgTable,
   text,
   timestamp,
 } from 'drizzle-orm/pg-core';
-import type { AuditEntry, TenantLimits, UsageStatus } from './types.js';
+import type { AuditEntry, PaymentStatus, TenantLimits, UsageStatus } from './types.js';
 
 /**
  * `bytea` as a plain `Uint8Array`. pg-core has no bytea column; postgres.js reads bytea as a
@@ -163,5 +164,40 @@ export const auditLog = pgTable(
     index('audit_log_at_idx').on(table.at),
     index('audit_log_actor_idx').on(table.actor),
     index('audit_log_action_idx').on(table.action),
+  ],
+);
+
+/**
+ * x402 payments, one row per payment the gateway verified or settled (or saw fail). The
+ * amount is in atomic units: `numeric(78, 0)` holds any uint256 exactly, reads back as a
+ * string, and sums in SQL. A usage event names its payment in `payment_id`; a payment names
+ * its usage event in `usage_id`. No foreign keys: either may be written first.
+ *
+ * @example
+ * await db.select().from(payments).where(eq(payments.payer, payer)).orderBy(desc(payments.at));
+ */
+export const payments = pgTable(
+  'payments',
+  {
+    id: text('id').primaryKey(),
+    at: instant('at').notNull(),
+    requestId: text('request_id').notNull(),
+    usageId: text('usage_id'),
+    payer: text('payer').notNull(),
+    network: text('network').notNull(),
+    asset: text('asset').notNull(),
+    payTo: text('pay_to').notNull(),
+    amount: numeric('amount', { precision: 78, scale: 0 }).notNull(),
+    scheme: text('scheme').notNull(),
+    x402Version: integer('x402_version').notNull(),
+    nonce: text('nonce').notNull(),
+    status: text('status').$type<PaymentStatus>().notNull(),
+    transaction: text('transaction'),
+    error: text('error'),
+  },
+  (table) => [
+    index('payments_at_idx').on(table.at),
+    // A payer's history, newest first: the admin view and billing per address.
+    index('payments_payer_at_idx').on(table.payer, table.at),
   ],
 );

@@ -42,6 +42,38 @@ describe('PGlite in a worker thread', { timeout: 60_000 }, () => {
     expect(read?.createdAt).toBeInstanceOf(Date);
   });
 
+  it('behavior: payments cross the thread both ways, dates and query filters intact', async () => {
+    const payment = {
+      id: 'py_aaaaaaaaaaaaaaaa',
+      at,
+      requestId: 'req_1',
+      usageId: 'ad_1',
+      payer: '0x1111111111111111111111111111111111111111',
+      network: 'eip155:84532',
+      asset: '0x036cbd53842c5426634e7929541ec2318f3dcf7e',
+      payTo: '0x2222222222222222222222222222222222222222',
+      amount: '123456789012345678901234567890',
+      scheme: 'exact',
+      x402Version: 2,
+      nonce: '0x01',
+      status: 'settled' as const,
+      transaction: '0xab',
+      error: null,
+    };
+    const earlier = { ...payment, id: 'py_bbbbbbbbbbbbbbbb', at: new Date(at.getTime() - 1000) };
+    await store.writeRecords({
+      reservations: [],
+      usage: [],
+      audit: [],
+      payments: [payment, earlier],
+    });
+    const read = await store.queryPayments({ payer: payment.payer, since: at });
+    expect(read).toEqual([payment]);
+    expect(read[0]?.at).toBeInstanceOf(Date);
+    expect((await store.queryPayments({})).map((row) => row.id)).toEqual([payment.id, earlier.id]);
+    await expect(store.queryPayments({ limit: -1 })).rejects.toThrow(RangeError);
+  });
+
   it('error: a store error comes back as the same TollgateError', async () => {
     let caught: unknown;
     try {
@@ -64,6 +96,7 @@ describe('PGlite in a worker thread', { timeout: 60_000 }, () => {
       store.writeRecords({
         reservations: [],
         audit: [],
+        payments: [],
         usage: [
           {
             id: `ad_${index}`,

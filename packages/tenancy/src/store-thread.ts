@@ -12,24 +12,34 @@ import { TollgateError, type TollgateErrorCode } from '@tollgate/protocol';
 import type { StoreAnswer, StoreCall } from './store-worker.js';
 import type { TenancyStore } from './types.js';
 
-const METHODS = [
-  'createTenant',
-  'getTenant',
-  'getTenantByName',
-  'listTenants',
-  'updateTenant',
-  'deleteTenant',
-  'insertKey',
-  'getKey',
-  'listKeys',
-  'updateKey',
-  'writeRecords',
-  'openReservations',
-  'usageSince',
-  'queryUsage',
-  'queryAudit',
-  'ping',
-] as const satisfies ReadonlyArray<Exclude<keyof TenancyStore, 'kind' | 'close'>>;
+/**
+ * The calls forwarded to the worker, written as an object so the compiler insists on every
+ * method of {@link TenancyStore} (a list would let a new method be forgotten and be missing at
+ * run time).
+ */
+const FORWARDED = {
+  createTenant: true,
+  getTenant: true,
+  getTenantByName: true,
+  listTenants: true,
+  updateTenant: true,
+  deleteTenant: true,
+  insertKey: true,
+  getKey: true,
+  listKeys: true,
+  updateKey: true,
+  writeRecords: true,
+  openReservations: true,
+  usageSince: true,
+  queryUsage: true,
+  queryAudit: true,
+  queryPayments: true,
+  ping: true,
+} as const satisfies Record<Exclude<keyof TenancyStore, 'kind' | 'close'>, true>;
+
+const METHODS = Object.keys(FORWARDED) as Array<keyof typeof FORWARDED>;
+
+const STANDARD_ERRORS: Partial<Record<string, ErrorConstructor>> = { RangeError, TypeError };
 
 function rebuild(error: Extract<StoreAnswer, { ok: false }>['error']): Error {
   if (error.tollgate) {
@@ -38,7 +48,8 @@ function rebuild(error: Extract<StoreAnswer, { ok: false }>['error']): Error {
       status: error.tollgate.status,
     });
   }
-  const rebuilt = new Error(error.message);
+  // The store's own argument errors keep their class, as they would without the thread.
+  const rebuilt = new (STANDARD_ERRORS[error.name] ?? Error)(error.message);
   rebuilt.name = error.name;
   if (error.code !== undefined) (rebuilt as Error & { code?: unknown }).code = error.code;
   return rebuilt;

@@ -1,8 +1,15 @@
 import { existsSync } from 'node:fs';
-import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { PGlite } from '@electric-sql/pglite';
 import { isTollgateError, TollgateError } from '@tollgate/protocol';
+import type { MigrationConfig } from 'drizzle-orm/migrator';
+import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
+import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
+import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
+import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
 import postgres from 'postgres';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createPgliteStore, createPostgresStore, createStore } from './index.js';
@@ -10,6 +17,7 @@ import { createTestDatabase, type TestDatabase } from './testing.js';
 import type {
   ApiKeyRecord,
   AuditEntry,
+  PaymentRecord,
   RecordBatch,
   ReservationRecord,
   TenancyStore,
@@ -112,8 +120,31 @@ function audit(overrides: Partial<AuditEntry> = {}): AuditEntry {
   };
 }
 
+const PAYER = '0x1111111111111111111111111111111111111111';
+
+function payment(overrides: Partial<PaymentRecord> = {}): PaymentRecord {
+  return {
+    id: 'py_aaaaaaaaaaaaaaaa',
+    at: T0,
+    requestId: 'req_1',
+    usageId: 'ad_1',
+    payer: PAYER,
+    network: 'eip155:84532',
+    asset: '0x036cbd53842c5426634e7929541ec2318f3dcf7e',
+    payTo: '0x2222222222222222222222222222222222222222',
+    amount: '1000',
+    scheme: 'exact',
+    x402Version: 2,
+    nonce: '0x0f0e0d0c0b0a09080706050403020100f0e0d0c0b0a090807060504030201000',
+    status: 'settled',
+    transaction: '0xabababababababababababababababababababababababababababababababab',
+    error: null,
+    ...overrides,
+  };
+}
+
 function batch(parts: Partial<RecordBatch>): RecordBatch {
-  return { reservations: [], usage: [], audit: [], ...parts };
+  return { reservations: [], usage: [], audit: [], payments: [], ...parts };
 }
 
 const zeroRow = {
@@ -124,6 +155,36 @@ const zeroRow = {
   costMicroUsd: 0,
   estimatedRequests: 0,
 };
+
+const MIGRATIONS = fileURLToPath(new URL('../migrations', import.meta.url));
+
+/**
+ * The migrations folder as the first release shipped it (0000_init only), in `dir`, with the
+ * store's migration table: a database migrated with it is one made by that release.
+ */
+async function firstReleaseMigrations(dir: string): Promise<MigrationConfig> {
+  await mkdir(join(dir, 'meta'), { recursive: true });
+  await cp(join(MIGRATIONS, '0000_init.sql'), join(dir, '0000_init.sql'));
+  const journal = JSON.parse(await readFile(join(MIGRATIONS, 'meta', '_journal.json'), 'utf8'));
+  journal.entries = journal.entries.slice(0, 1);
+  await writeFile(join(dir, 'meta', '_journal.json'), JSON.stringify(journal));
+  return {
+    migrationsFolder: dir,
+    migrationsTable: '__tollgate_tenancy_migrations',
+    migrationsSchema: 'drizzle',
+  };
+}
+
+/** What the upgrade tests check on a store opened over a first-release database. */
+async function expectUpgraded(store: TenancyStore): Promise<void> {
+  expect(await store.getTenant('tn_aaaaaaaaaaaaaaaa')).toEqual(tenant());
+  expect(await store.usageSince('tn_aaaaaaaaaaaaaaaa', T0)).toEqual({
+    totalTokens: 15,
+    costMicroUsd: 100,
+  });
+  await store.writeRecords(batch({ payments: [payment()] }));
+  expect(await store.queryPayments({ payer: PAYER })).toEqual([payment()]);
+}
 
 async function rejection(promise: Promise<unknown>): Promise<unknown> {
   try {
@@ -569,6 +630,22 @@ function describeStore(name: string, harness: StoreHarness): void {
         ]);
       });
 
+      it('behavior: payers group as tenants of their own, after the others in byte order', async () => {
+        const payer = `x402:${PAYER}`;
+        // e6 has e1's figures.
+        await store.writeRecords(
+          batch({ usage: [usage({ id: 'e6', tenantId: payer, keyId: null, paymentId: 'py_1' })] }),
+        );
+        expect(await store.queryUsage({ groupBy: ['tenant'] })).toEqual([
+          { tenantId: 'static:1a2b3c4d', ...sums(['e4']) },
+          { tenantId: 'tn_a', ...sums(['e2', 'e3', 'e5']) },
+          { tenantId: 'tn_b', ...sums(['e1']) },
+          { tenantId: payer, ...sums(['e1']) },
+        ]);
+        expect(await store.queryUsage({ tenantId: payer })).toEqual([sums(['e1'])]);
+        expect(await store.usageSince(payer, T0)).toEqual({ totalTokens: 15, costMicroUsd: 100 });
+      });
+
       it('behavior: tenant and model filters', async () => {
         expect(await store.queryUsage({ tenantId: 'tn_a' })).toEqual([sums(['e2', 'e3', 'e5'])]);
         expect(await store.queryUsage({ tenantId: 'tn_a', model: 'm1' })).toEqual([
@@ -627,6 +704,106 @@ function describeStore(name: string, harness: StoreHarness): void {
           totalTokens: 0,
           costMicroUsd: 0,
         });
+      });
+    });
+
+    describe('payments', () => {
+      const entries = [
+        payment({ id: 'py_1', at: at(1000) }),
+        payment({
+          id: 'py_2',
+          at: at(2000),
+          payer: '0x3333333333333333333333333333333333333333',
+          usageId: null,
+          status: 'failed',
+          transaction: null,
+          error: 'insufficient_funds',
+        }),
+        payment({ id: 'py_3', at: at(3000), status: 'verified', transaction: null }),
+        payment({ id: 'py_4', at: at(4000), x402Version: 1, network: 'base-sepolia' }),
+      ];
+
+      function ids(rows: PaymentRecord[]): string[] {
+        return rows.map((row) => row.id);
+      }
+
+      it('behavior: payments read back whole, newest first, amounts as exact decimal strings', async () => {
+        // 2^256 - 1: the largest amount a uint256 transfer can carry, far past 2^53.
+        const huge = payment({ id: 'py_huge', at: at(5000), amount: (2n ** 256n - 1n).toString() });
+        await store.writeRecords(batch({ payments: [...entries, huge] }));
+        expect(await store.queryPayments({})).toEqual([huge, ...[...entries].reverse()]);
+        const [read] = await store.queryPayments({ limit: 1 });
+        expect(read?.amount).toBe(
+          '115792089237316195423570985008687907853269984665640564039457584007913129639935',
+        );
+        expect(read?.at).toBeInstanceOf(Date);
+      });
+
+      it('behavior: payments are written with the other records, in one transaction', async () => {
+        await store.writeRecords(
+          batch({
+            reservations: [reservation({ id: 'ad_2' })],
+            usage: [usage({ id: 'ad_1', paymentId: 'py_1' })],
+            audit: [audit()],
+            payments: [payment({ id: 'py_1', usageId: 'ad_1' })],
+          }),
+        );
+        expect(ids(await store.queryPayments({}))).toEqual(['py_1']);
+        expect((await store.queryUsage({}))[0]?.requests).toBe(1);
+        const bad = { ...payment({ id: 'py_bad' }), nonce: null } as unknown as PaymentRecord;
+        const error = await rejection(
+          store.writeRecords(
+            batch({ usage: [usage({ id: 'ad_3' })], payments: [payment({ id: 'py_2' }), bad] }),
+          ),
+        );
+        expect(error).toMatchObject({ code: '23502' });
+        expect(ids(await store.queryPayments({}))).toEqual(['py_1']);
+        expect((await store.queryUsage({}))[0]?.requests).toBe(1);
+      });
+
+      it('behavior: a replayed payment keeps the first write', async () => {
+        const first = batch({ payments: [payment({ status: 'verified', transaction: null })] });
+        await store.writeRecords(first);
+        await store.writeRecords(batch({ payments: [payment({ status: 'settled' })] }));
+        await store.writeRecords(first);
+        expect(await store.queryPayments({})).toEqual([
+          payment({ status: 'verified', transaction: null }),
+        ]);
+      });
+
+      it('behavior: payer, status, since and until filters; the payer in any case', async () => {
+        await store.writeRecords(batch({ payments: entries }));
+        expect(ids(await store.queryPayments({ payer: PAYER }))).toEqual(['py_4', 'py_3', 'py_1']);
+        expect(
+          ids(await store.queryPayments({ payer: PAYER.toUpperCase().replace('X', 'x') })),
+        ).toEqual(['py_4', 'py_3', 'py_1']);
+        expect(ids(await store.queryPayments({ status: 'failed' }))).toEqual(['py_2']);
+        expect(ids(await store.queryPayments({ payer: PAYER, status: 'verified' }))).toEqual([
+          'py_3',
+        ]);
+        expect(ids(await store.queryPayments({ since: at(2000), until: at(4000) }))).toEqual([
+          'py_3',
+          'py_2',
+        ]);
+        expect(
+          await store.queryPayments({ payer: '0x9999999999999999999999999999999999999999' }),
+        ).toEqual([]);
+      });
+
+      it('behavior: limit keeps the newest; 100 by default, at most 1000', async () => {
+        await store.writeRecords(batch({ payments: entries }));
+        expect(ids(await store.queryPayments({ limit: 2 }))).toEqual(['py_4', 'py_3']);
+        const more = Array.from({ length: 1100 }, (_, index) =>
+          payment({ id: `py_x${String(index).padStart(4, '0')}`, at: at(10_000 + index) }),
+        );
+        await store.writeRecords(batch({ payments: more }));
+        expect(await store.queryPayments({})).toHaveLength(100);
+        expect(await store.queryPayments({ limit: 5000 })).toHaveLength(1000);
+      });
+
+      it('error: a limit below 1 or not an integer is a RangeError', async () => {
+        await expect(store.queryPayments({ limit: 0 })).rejects.toThrow(RangeError);
+        await expect(store.queryPayments({ limit: 1.5 })).rejects.toThrow(/payment limit/);
       });
     });
 
@@ -728,6 +905,7 @@ function describeStore(name: string, harness: StoreHarness): void {
               reservations: [reservation({ id: 'ad_open' })],
               usage: [usage()],
               audit: [audit()],
+              payments: [payment()],
             }),
           );
           await store.close();
@@ -743,6 +921,7 @@ function describeStore(name: string, harness: StoreHarness): void {
             costMicroUsd: 100,
           });
           expect(await store.queryAudit({})).toEqual([audit()]);
+          expect(await store.queryPayments({})).toEqual([payment()]);
         },
       );
     });
@@ -795,6 +974,43 @@ describe('PGlite in memory', { timeout: SUITE_TIMEOUT }, () => {
   });
 }
 
+describe('PGlite migrations', { timeout: SUITE_TIMEOUT }, () => {
+  it('behavior: a database of the first release gains the payments table at open, its records kept', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'tollgate-upgrade-'));
+    try {
+      const dataDir = join(root, 'db');
+      const client = await PGlite.create(dataDir);
+      await migratePglite(
+        drizzlePglite({ client }),
+        await firstReleaseMigrations(join(root, 'migrations')),
+      );
+      await client.query(
+        `insert into tenants values ('tn_aaaaaaaaaaaaaaaa', 'acme', '{}', $1, $1)`,
+        [T0.toISOString()],
+      );
+      await client.query(
+        `insert into usage_events (id, at, tenant_id, model, prompt_tokens, completion_tokens,
+           total_tokens, estimated, cost_micro_usd, status, http_status, latency_ms, streamed)
+         values ('ad_1', $1, 'tn_aaaaaaaaaaaaaaaa', 'm', 10, 5, 15, false, 100, 'completed',
+           200, 1, false)`,
+        [T0.toISOString()],
+      );
+      const tables = await client.query(`select to_regclass('public.payments') as payments`);
+      expect(tables.rows).toEqual([{ payments: null }]);
+      await client.close();
+
+      const store = await createPgliteStore({ dataDir });
+      try {
+        await expectUpgraded(store);
+      } finally {
+        await store.close();
+      }
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+});
+
 describe.skipIf(databaseUrl === undefined)(
   'PostgreSQL (TOLLGATE_TEST_DATABASE_URL unset: skipped)',
   { timeout: SUITE_TIMEOUT },
@@ -818,7 +1034,7 @@ describe.skipIf(databaseUrl === undefined)(
       },
       async open() {
         await admin.unsafe(
-          'truncate table api_keys, tenants, reservations, usage_events, audit_log',
+          'truncate table api_keys, tenants, reservations, usage_events, audit_log, payments',
         );
         return createPostgresStore({ url: database.url, maxConnections: 2 });
       },
@@ -847,6 +1063,38 @@ describe.skipIf(databaseUrl === undefined)(
         expect(applied?.count).toBe(journal.entries.length);
       } finally {
         await fresh.drop();
+      }
+    });
+
+    it('behavior: a database of the first release gains the payments table at open, its records kept', async () => {
+      const old = await createTestDatabase(databaseUrl!);
+      const root = await mkdtemp(join(tmpdir(), 'tollgate-upgrade-'));
+      try {
+        const client = postgres(old.url, { max: 1, onnotice: () => {} });
+        try {
+          await migratePostgres(drizzlePostgres({ client }), await firstReleaseMigrations(root));
+          const t0 = T0.toISOString();
+          await client`
+            insert into tenants values ('tn_aaaaaaaaaaaaaaaa', 'acme', '{}', ${t0}, ${t0})`;
+          await client`
+            insert into usage_events (id, at, tenant_id, model, prompt_tokens, completion_tokens,
+              total_tokens, estimated, cost_micro_usd, status, http_status, latency_ms, streamed)
+            values ('ad_1', ${t0}, 'tn_aaaaaaaaaaaaaaaa', 'm', 10, 5, 15, false, 100, 'completed',
+              200, 1, false)`;
+          const [row] = await client`select to_regclass('public.payments') as payments`;
+          expect(row?.payments).toBeNull();
+        } finally {
+          await client.end();
+        }
+        const store = await createPostgresStore({ url: old.url });
+        try {
+          await expectUpgraded(store);
+        } finally {
+          await store.close();
+        }
+      } finally {
+        await rm(root, { recursive: true, force: true });
+        await old.drop();
       }
     });
 

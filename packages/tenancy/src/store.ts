@@ -28,12 +28,14 @@ import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import { migrate as migratePostgresJs } from 'drizzle-orm/postgres-js/migrator';
 import postgres from 'postgres';
-import { apiKeys, auditLog, reservations, tenants, usageEvents } from './schema.js';
+import { apiKeys, auditLog, payments, reservations, tenants, usageEvents } from './schema.js';
 import { createPgliteStoreInWorker } from './store-thread.js';
 import type {
   ApiKeyRecord,
   AuditEntry,
   AuditQuery,
+  PaymentQuery,
+  PaymentRecord,
   RecordBatch,
   ReservationRecord,
   TenancyStore,
@@ -108,7 +110,7 @@ const INSERT_CHUNK = 1000;
  */
 async function insertRecords(
   tx: Pick<Database, 'execute'>,
-  table: typeof reservations | typeof usageEvents | typeof auditLog,
+  table: typeof reservations | typeof usageEvents | typeof auditLog | typeof payments,
   records: readonly object[],
 ): Promise<void> {
   if (records.length === 0) return;
@@ -130,8 +132,9 @@ async function insertRecords(
   }
 }
 
-const AUDIT_LIMIT_DEFAULT = 100;
-const AUDIT_LIMIT_MAX = 1000;
+/** Rows an audit or payment query returns when it names no limit, and at most. */
+const QUERY_LIMIT_DEFAULT = 100;
+const QUERY_LIMIT_MAX = 1000;
 
 type Database = PgDatabase<PgQueryResultHKT>;
 
@@ -340,12 +343,15 @@ function createDrizzleStore(
     },
 
     async writeRecords(batch: RecordBatch): Promise<void> {
-      if (batch.reservations.length + batch.usage.length + batch.audit.length === 0) return;
+      const size =
+        batch.reservations.length + batch.usage.length + batch.audit.length + batch.payments.length;
+      if (size === 0) return;
       await run(
         db.transaction(async (tx) => {
           await insertRecords(tx, reservations, batch.reservations);
           await insertRecords(tx, usageEvents, batch.usage);
           await insertRecords(tx, auditLog, batch.audit);
+          await insertRecords(tx, payments, batch.payments);
           // A reservation is settled once a usage event carries its id, whichever batch wrote
           // that event: a replayed older batch must not resurrect a settled reservation.
           const ids = [
@@ -424,7 +430,7 @@ function createDrizzleStore(
     },
 
     async queryAudit(query: AuditQuery): Promise<AuditEntry[]> {
-      const limit = auditLimit(query.limit);
+      const limit = queryLimit('audit', query.limit);
       const filters = [
         query.actor === undefined ? undefined : eq(auditLog.actor, query.actor),
         query.action === undefined ? undefined : eq(auditLog.action, query.action),
@@ -438,6 +444,24 @@ function createDrizzleStore(
           .from(auditLog)
           .where(and(...filters))
           .orderBy(desc(auditLog.at), desc(auditLog.id))
+          .limit(limit),
+      );
+    },
+
+    async queryPayments(query: PaymentQuery): Promise<PaymentRecord[]> {
+      const limit = queryLimit('payment', query.limit);
+      const filters = [
+        query.payer === undefined ? undefined : eq(payments.payer, query.payer.toLowerCase()),
+        query.status === undefined ? undefined : eq(payments.status, query.status),
+        query.since === undefined ? undefined : gte(payments.at, query.since),
+        query.until === undefined ? undefined : lt(payments.at, query.until),
+      ];
+      return run(
+        db
+          .select()
+          .from(payments)
+          .where(and(...filters))
+          .orderBy(desc(payments.at), desc(payments.id))
           .limit(limit),
       );
     },
@@ -458,12 +482,12 @@ function sumOf(column: AnyColumn) {
   return sql<number>`coalesce(sum(${column}), 0)`.mapWith(Number);
 }
 
-function auditLimit(limit: number | undefined): number {
-  if (limit === undefined) return AUDIT_LIMIT_DEFAULT;
+function queryLimit(what: 'audit' | 'payment', limit: number | undefined): number {
+  if (limit === undefined) return QUERY_LIMIT_DEFAULT;
   if (!Number.isInteger(limit) || limit < 1) {
-    throw new RangeError(`The audit limit must be a positive integer, got ${limit}.`);
+    throw new RangeError(`The ${what} limit must be a positive integer, got ${limit}.`);
   }
-  return Math.min(limit, AUDIT_LIMIT_MAX);
+  return Math.min(limit, QUERY_LIMIT_MAX);
 }
 
 function* chunks<T>(items: readonly T[], size: number): Generator<T[]> {

@@ -6,6 +6,9 @@ import {
   createPgliteStore,
   createTenancy,
   formatResetDuration,
+  type PaymentInput,
+  payerCaller,
+  type RecordBatch,
   type Tenancy,
   type TenancyOptions,
   type TenancyStore,
@@ -405,6 +408,160 @@ describe('admission', () => {
     await expect(tenancy.flush()).rejects.toThrow();
     const error = await refusal(tenancy.admit(caller, chat('x')));
     expect(error).toMatchObject({ code: 'service_unavailable', status: 503 });
+    // Opening PGlite in memory runs initdb: seconds on a busy machine.
+  }, 60_000);
+});
+
+/** A fresh payer address, mixed case (as checksummed addresses are), so tests do not share one. */
+function payerAddress(): string {
+  const hex = Array.from(
+    { length: 40 },
+    () => '0123456789abcdefABCDEF'[Math.floor(Math.random() * 22)],
+  );
+  return `0x${hex.join('')}`;
+}
+
+function settledPayment(payer: string, overrides: Partial<PaymentInput> = {}): PaymentInput {
+  return {
+    requestId: 'req-pay',
+    payer,
+    network: 'eip155:84532',
+    asset: '0x036CbD53842c5426634e7929541eC2318f3dCF7e',
+    payTo: '0x2222222222222222222222222222222222222222',
+    amount: '1000',
+    scheme: 'exact',
+    x402Version: 2,
+    nonce: '0x0102030405060708091011121314151617181920212223242526272829303132',
+    status: 'settled',
+    transaction: '0xabab',
+    ...overrides,
+  };
+}
+
+describe('x402 payers and payments', () => {
+  it('behavior: a payer is metered under x402:<lowercased address>, its usage linked to its payment, and is never a tenant', async () => {
+    const batches: RecordBatch[] = [];
+    const spy: TenancyStore = {
+      ...store,
+      writeRecords: (batch) => {
+        batches.push(batch);
+        return store.writeRecords(batch);
+      },
+    };
+    const { tenancy, clock } = setup({ store: spy });
+    const address = payerAddress();
+    const tenantId = `x402:${address.toLowerCase()}`;
+    const tenantsBefore = (await tenancy.listTenants()).length;
+
+    const caller = tenancy.payer(address);
+    expect(caller).toEqual({ kind: 'payer', tenantId, tenantName: null, keyId: null, limits: {} });
+    const admission = await tenancy.admit(caller, { ...chat('hello'), requestId: 'req-pay' });
+    expect(admission.headers).toEqual({});
+    const payment = tenancy.recordPayment(settledPayment(address, { usageId: admission.id }));
+    expect(payment).toEqual({
+      ...settledPayment(address.toLowerCase()),
+      id: expect.stringMatching(/^py_[a-z2-7]{16}$/),
+      at: new Date(clock.now),
+      usageId: admission.id,
+      error: null,
+    });
+    await admission.settle({
+      status: 'completed',
+      httpStatus: 200,
+      usage: { prompt_tokens: 3, completion_tokens: 4 },
+      paymentId: payment.id,
+    });
+    await tenancy.flush();
+
+    const events = batches.flatMap((batch) => batch.usage);
+    expect(events).toHaveLength(1);
+    expect(events[0]).toMatchObject({
+      id: admission.id,
+      tenantId,
+      keyId: null,
+      paymentId: payment.id,
+      requestId: 'req-pay',
+    });
+    expect(await tenancy.usage({ tenantId })).toEqual([
+      expect.objectContaining({ requests: 1, totalTokens: 7 }),
+    ]);
+    const grouped = await tenancy.usage({ groupBy: ['tenant'] });
+    expect(grouped.find((row) => row.tenantId === tenantId)).toMatchObject({ requests: 1 });
+    expect(await tenancy.listPayments({ payer: address })).toEqual([payment]);
+    expect(await tenancy.listPayments({ payer: address, status: 'failed' })).toEqual([]);
+
+    expect((await tenancy.listTenants()).length).toBe(tenantsBefore);
+    expect((await refusal(tenancy.getTenant(tenantId))).status).toBe(404);
+  });
+
+  it('behavior: payerLimits apply to each payer on its own', async () => {
+    const { tenancy } = setup({ payerLimits: { requestsPerMinute: 1, models: ['llama3*'] } });
+    const first = tenancy.payer(payerAddress());
+    const admission = await tenancy.admit(first, chat('x'));
+    expect(admission.headers['x-ratelimit-limit-requests']).toBe('1');
+    const limited = await refusal(tenancy.admit(first, chat('x')));
+    expect(limited).toMatchObject({ code: 'rate_limit_exceeded', status: 429 });
+    expect(limited.message).toContain(first.tenantId);
+    await tenancy.admit(tenancy.payer(payerAddress()), chat('x'));
+    const model = await refusal(tenancy.admit(first, { ...chat('x'), model: 'qwen2.5:7b' }));
+    expect(model).toMatchObject({ code: 'model_not_allowed', status: 403 });
+    expect(model.message).toMatch(/^This payer may not use the model "qwen2.5:7b"/);
+    // Without payerLimits, unlimited.
+    expect(payerCaller(payerAddress()).limits).toEqual({});
+  });
+
+  it('behavior: a verify-only payment and a failed one are recorded with what happened', async () => {
+    const { tenancy } = setup();
+    const address = payerAddress();
+    const verified = tenancy.recordPayment(
+      settledPayment(address, { status: 'verified', transaction: null, amount: '0001000' }),
+    );
+    expect(verified.amount).toBe('1000');
+    const failed = tenancy.recordPayment(
+      settledPayment(address, {
+        status: 'failed',
+        transaction: undefined,
+        error: 'invalid_exact_evm_payload_signature',
+      }),
+    );
+    expect(failed).toMatchObject({ transaction: null, usageId: null });
+    await tenancy.flush();
+    expect(await tenancy.listPayments({ payer: address })).toEqual(
+      expect.arrayContaining([verified, failed]),
+    );
+    expect(await tenancy.listPayments({ payer: address, status: 'failed' })).toEqual([failed]);
+  });
+
+  it('error: a malformed address is a 400 on payer; a malformed payment a TypeError, and nothing is queued', async () => {
+    const { tenancy } = setup();
+    for (const address of ['0x123', 'abc', `${payerAddress()}0`, '', 7]) {
+      const error = await refusal(Promise.resolve().then(() => tenancy.payer(address as string)));
+      expect(error, String(address)).toMatchObject({
+        code: 'invalid_request',
+        status: 400,
+        param: 'payer',
+      });
+    }
+    const address = payerAddress();
+    const bad: Array<[Partial<PaymentInput>, RegExp]> = [
+      [{ payer: 'alice' }, /payer/],
+      [{ amount: '1.5' }, /amount/],
+      [{ amount: 1000 as unknown as string }, /amount/],
+      [{ amount: '1'.repeat(79) }, /amount/],
+      [{ status: 'pending' as never }, /status/],
+      [{ x402Version: 0 }, /x402Version/],
+      [{ requestId: '' }, /requestId/],
+      [{ nonce: undefined as unknown as string }, /nonce/],
+      [{ id: 'py_1' }, /id/],
+      [{ at: new Date(Number.NaN) }, /at/],
+      [{ error: 42 as unknown as string }, /error/],
+    ];
+    for (const [overrides, field] of bad) {
+      expect(() => tenancy.recordPayment(settledPayment(address, overrides))).toThrow(TypeError);
+      expect(() => tenancy.recordPayment(settledPayment(address, overrides))).toThrow(field);
+    }
+    await tenancy.flush();
+    expect(await tenancy.listPayments({ payer: address })).toEqual([]);
   });
 });
 

@@ -1,7 +1,8 @@
 /**
- * Tenancy as one object: authenticate a key to a tenant, admit a request against its limits
- * (reserve, then settle with the real usage), record usage and audit, and the admin
- * operations on tenants and keys. Framework-free: the gateway (or any server) calls it.
+ * Tenancy as one object: authenticate a key to a tenant (or make the caller of an x402
+ * payer), admit a request against its limits (reserve, then settle with the real usage),
+ * record usage, payments and audit, and the admin operations on tenants and keys.
+ * Framework-free: the gateway (or any server) calls it.
  */
 import { formatIssuePath, TollgateError } from '@tollgate/protocol';
 import { createId, generateKey, hashSecret, parseKey, secretMatches } from './keys.js';
@@ -20,6 +21,7 @@ import {
   type PriceTable,
   priceFor,
 } from './metering.js';
+import { type PaymentInput, payerCaller, toPaymentRecord } from './payments.js';
 import { createRecorder, type Recorder } from './recorder.js';
 import type {
   ApiKeyRecord,
@@ -27,6 +29,8 @@ import type {
   AuditQuery,
   Limiter,
   LimitReason,
+  PaymentQuery,
+  PaymentRecord,
   RateState,
   TenancyStore,
   Tenant,
@@ -51,6 +55,11 @@ export interface TenancyOptions {
   defaultMaxTokens?: number;
   /** Keys accepted as unlimited tenants (`static:<8 hex digits of their SHA-256>`). */
   staticKeys?: readonly string[];
+  /**
+   * The limits of every x402 payer ({@link Tenancy.payer}), each payer counted on its own
+   * (per address). @default {} (unlimited: each request is paid for)
+   */
+  payerLimits?: TenantLimits;
   /** How long a looked-up key stays cached; a revocation elsewhere takes this long to apply here. @default 10000 */
   keyCacheMs?: number;
   /** Failed authentications from one address per minute before answers slow down. @default 10 */
@@ -68,14 +77,19 @@ export interface TenancyOptions {
 /** The caller behind a key. */
 export interface Caller {
   /**
-   * `tenant`: an issued key; `static-key`: a configured key, an unlimited tenant;
+   * `tenant`: an issued key; `static-key`: a configured key, an unlimited tenant; `payer`:
+   * an x402 payer, who pays per request instead of holding a key ({@link Tenancy.payer});
    * `anonymous`: a caller let in without a key by a server running open (never made here).
    */
-  kind: 'tenant' | 'static-key' | 'anonymous';
-  /** `tn_...`, `static:<8 hex digits>` for a static key, or `anonymous`. */
+  kind: 'tenant' | 'static-key' | 'payer' | 'anonymous';
+  /**
+   * `tn_...`, `static:<8 hex digits>` for a static key, `x402:<lowercased address>` for a
+   * payer, or `anonymous`. Only `tn_...` ids are tenants (listed, named, with keys).
+   */
   tenantId: string;
+  /** The tenant's name; null for everyone else. */
   tenantName: string | null;
-  /** The key's public id; null for static keys. */
+  /** The key's public id; null for static keys and payers. */
   keyId: string | null;
   limits: TenantLimits;
 }
@@ -197,8 +211,28 @@ export interface Tenancy {
   ): Promise<{ key: IssuedKey; previous: KeyView }>;
   revokeKey(keyId: string, actor: ActorContext): Promise<KeyView>;
 
+  /**
+   * The caller for an x402 payer whose payment was verified: metered as `x402:<lowercased
+   * address>`, with the configured `payerLimits`. Never a tenant (not listed, no keys).
+   * @throws {TollgateError} `invalid_request` (400, param `payer`) when `address` is not an
+   * EVM address.
+   */
+  payer(address: string): Caller;
+  /**
+   * Records an x402 payment as a billing record, batched and journaled with the usage records
+   * (never waits for the database). Put the returned `id` in the settle report's `paymentId`
+   * and the admission's id in `usageId` to link the two.
+   * @returns The record as queued: id (`py_...`) and time filled in, payer lowercased.
+   * @throws {TypeError} When a field is missing or malformed (nothing is queued then).
+   */
+  recordPayment(payment: PaymentInput): PaymentRecord;
   usage(query: UsageQuery): Promise<UsageRow[]>;
   audit(query: AuditQuery): Promise<AuditEntry[]>;
+  /**
+   * Recorded payments, newest first (what is still queued is not in them; see `flush`).
+   * @throws {RangeError} When `limit` is not a positive integer.
+   */
+  listPayments(query: PaymentQuery): Promise<PaymentRecord[]>;
   /** Adds an audit entry (batched with the usage records). */
   recordAudit(
     entry: Omit<AuditEntry, 'id' | 'at' | 'detail' | 'target'> & Partial<AuditEntry>,
@@ -367,6 +401,7 @@ export function createTenancy(options: TenancyOptions): Tenancy {
   const keyCacheMs = options.keyCacheMs ?? 10_000;
   const failuresBeforeDelay = options.authFailuresBeforeDelay ?? 10;
   const onError = options.onError ?? (() => {});
+  const payerLimits = options.payerLimits ?? {};
   const recorder: Recorder = createRecorder({
     store,
     instanceId,
@@ -496,6 +531,7 @@ export function createTenancy(options: TenancyOptions): Tenancy {
     store.writeRecords({
       reservations: [],
       usage: [],
+      payments: [],
       audit: [
         {
           id: createId('au'),
@@ -617,7 +653,7 @@ export function createTenancy(options: TenancyOptions): Tenancy {
       if (!modelAllowed(caller.limits.models, model)) {
         throw new TollgateError(
           'model_not_allowed',
-          `This key may not use the model "${model}". Allowed: ${caller.limits.models!.join(', ') || 'none'}.`,
+          `This ${caller.kind === 'payer' ? 'payer' : 'key'} may not use the model "${model}". Allowed: ${caller.limits.models!.join(', ') || 'none'}.`,
           { param: 'model' },
         );
       }
@@ -893,8 +929,17 @@ export function createTenancy(options: TenancyOptions): Tenancy {
       return toKeyView(revoked, now());
     },
 
+    payer: (address) => payerCaller(address, payerLimits),
+
+    recordPayment(payment) {
+      const record = toPaymentRecord(payment, now());
+      recorder.payment(record);
+      return record;
+    },
+
     usage: (query) => store.queryUsage(query),
     audit: (query) => store.queryAudit(query),
+    listPayments: (query) => store.queryPayments(query),
 
     recordAudit(entry) {
       recorder.audit({

@@ -1,7 +1,7 @@
 /**
  * The records and the two storage contracts of @tollgate/tenancy: the durable store
- * (tenants, keys, usage, audit, open reservations) and the limiter (counters, reservations
- * and concurrency slots that must be updated atomically, in memory or in Redis).
+ * (tenants, keys, usage, payments, audit, open reservations) and the limiter (counters,
+ * reservations and concurrency slots that must be updated atomically, in memory or in Redis).
  */
 
 /** A budget over a calendar period (UTC). Each cap is optional; absent means no cap. */
@@ -140,11 +140,55 @@ export interface ReservationRecord {
   streamed: boolean;
 }
 
+/**
+ * What became of an x402 payment: `settled` (the facilitator moved the money, `transaction`
+ * names the transfer), `verified` (verify-only mode: the payment was checked, no money moved),
+ * `failed` (verification or settlement refused, `error` says why).
+ */
+export type PaymentStatus = 'settled' | 'verified' | 'failed';
+
+/** One x402 payment, as billed: what was paid, by whom, to whom, and how it ended. */
+export interface PaymentRecord {
+  /** `py_` followed by 16 lowercase base32 characters; usage events name it as `paymentId`. */
+  id: string;
+  /** When the payment was verified or settled (or failed). */
+  at: Date;
+  /** The gateway's id of the request the payment came with. */
+  requestId: string;
+  /** The admission (`ad_...`) the payment bought, i.e. the id of its usage event, if admitted. */
+  usageId: string | null;
+  /** The paying address, `0x` and 40 lowercase hex digits. */
+  payer: string;
+  /** CAIP-2 chain id, e.g. `eip155:84532` (Base Sepolia). */
+  network: string;
+  /** The token contract paid in (e.g. USDC's address on that network). */
+  asset: string;
+  /** The address paid. */
+  payTo: string;
+  /**
+   * The amount in the asset's atomic units, as a string of decimal digits (USDC has 6
+   * decimals: `'1000'` is $0.001). Never a JS number, which cannot hold every amount exactly.
+   */
+  amount: string;
+  /** The x402 scheme, e.g. `exact`. */
+  scheme: string;
+  /** The x402 protocol version of the payment header (1 or 2). */
+  x402Version: number;
+  /** The authorization's nonce, `0x` hex: at most one payment per nonce can settle. */
+  nonce: string;
+  status: PaymentStatus;
+  /** The settlement's transaction hash, when one was made. */
+  transaction: string | null;
+  /** The facilitator's reason, when the payment failed. */
+  error: string | null;
+}
+
 /** One batch of records, written in one transaction. Every part may be empty. */
 export interface RecordBatch {
   reservations: ReservationRecord[];
   usage: UsageEvent[];
   audit: AuditEntry[];
+  payments: PaymentRecord[];
 }
 
 /** Filters for {@link TenancyStore.queryUsage}. */
@@ -181,6 +225,19 @@ export interface AuditQuery {
   since?: Date;
   until?: Date;
   /** @default 100 */
+  limit?: number;
+}
+
+/** Filters for {@link TenancyStore.queryPayments}. Newest first. */
+export interface PaymentQuery {
+  /** The paying address (compared in lowercase). */
+  payer?: string;
+  status?: PaymentStatus;
+  /** Inclusive lower bound on `at`. */
+  since?: Date;
+  /** Exclusive upper bound on `at`. */
+  until?: Date;
+  /** At most 1000. @default 100 */
   limit?: number;
 }
 
@@ -226,6 +283,11 @@ export interface TenancyStore {
   usageSince(tenantId: string, since: Date): Promise<{ totalTokens: number; costMicroUsd: number }>;
   queryUsage(query: UsageQuery): Promise<UsageRow[]>;
   queryAudit(query: AuditQuery): Promise<AuditEntry[]>;
+  /**
+   * Payments, newest first.
+   * @throws {RangeError} When `limit` is not a positive integer.
+   */
+  queryPayments(query: PaymentQuery): Promise<PaymentRecord[]>;
 
   /** Resolves when the database answers a trivial query. */
   ping(): Promise<void>;
