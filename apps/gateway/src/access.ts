@@ -16,15 +16,17 @@ import { ConfigError } from './config.js';
 export interface Principal {
   /**
    * Stable id for logs and usage records, never the key itself: a tenant id (`tn_...`),
-   * `static:<8 hex digits of the key's SHA-256>`, or `anonymous`.
+   * `static:<8 hex digits of the key's SHA-256>`, `x402:<payer address>`, `x402` (a caller
+   * without a key who has yet to pay), or `anonymous`.
    */
   id: string;
   /**
    * `tenant`: an issued key; `static-key`: a key from the config (an unlimited tenant);
-   * `anonymous`: the gateway runs open (loopback only, before any key exists).
+   * `payer`: pays per request with x402; `anonymous`: the gateway runs open (loopback only,
+   * before any key exists).
    */
-  kind: 'tenant' | 'static-key' | 'anonymous';
-  /** The issued key's public id, or the static key's 8 hex digits; safe to log. */
+  kind: 'tenant' | 'static-key' | 'payer' | 'anonymous';
+  /** The issued key's public id, or the static key's 8 hex digits (empty for payers); safe to log. */
   keyId: string;
   /** The tenancy caller behind it, when tenancy authenticated it. */
   caller?: Caller;
@@ -56,10 +58,14 @@ export type SettleOutcome = (
 ) & {
   /** The backend that answered, when one did. */
   backend?: string;
+  /** The recorded x402 payment that paid for the request, when one did. */
+  paymentId?: string;
 };
 
 /** A request let through: headers to add to its response, and the settlement to call once. */
 export interface Admission {
+  /** The admission's id (its usage record's), when it is metered. */
+  id?: string;
   /** Added to the response (e.g. `x-ratelimit-*` later). */
   headers: Record<string, string>;
   /** Called exactly once when the request has ended, whatever the way. Must not reject. */
@@ -78,7 +84,12 @@ export interface AccessControl {
    * @throws {TollgateError} e.g. `model_not_allowed` (403) or `rate_limit_exceeded` (429) later.
    */
   admit(principal: Principal, request: AdmissionRequest): Promise<Admission>;
+  /** The principal of an x402 payer whose payment was verified. @default `x402:<address>`, unlimited */
+  payer?(address: string): Principal;
 }
+
+/** A caller without a key on a gateway that takes payments: the payment decides who it is. */
+export const UNPAID: Principal = Object.freeze({ id: 'x402', kind: 'payer', keyId: '' });
 
 const noAdmission: Admission = Object.freeze({ headers: {}, settle: async () => {} });
 
@@ -142,6 +153,9 @@ export function createStaticKeyAccess(keys: string[]): AccessControl {
     async admit() {
       return noAdmission;
     },
+    payer(address) {
+      return { id: `x402:${address.toLowerCase()}`, kind: 'payer', keyId: '' };
+    },
   };
 }
 
@@ -168,7 +182,8 @@ const ANONYMOUS: Caller = {
 };
 
 function toPrincipal(caller: Caller): Principal {
-  const keyId = caller.keyId ?? caller.tenantId.replace(/^static:/, '');
+  const keyId =
+    caller.keyId ?? (caller.kind === 'payer' ? '' : caller.tenantId.replace(/^static:/, ''));
   return { id: caller.tenantId, kind: caller.kind, keyId, caller };
 }
 
@@ -203,6 +218,9 @@ export function createTenancyAccess(
       if (key === undefined && anonymous) return toPrincipal(ANONYMOUS);
       return toPrincipal(await tenancy.authenticate(key, origin ?? {}));
     },
+    payer(address) {
+      return toPrincipal(tenancy.payer(address));
+    },
     async admit(principal, request) {
       const admission = await tenancy.admit(principal.caller ?? ANONYMOUS, {
         operation: request.operation,
@@ -213,6 +231,7 @@ export function createTenancyAccess(
         ...(request.contextLength !== undefined ? { contextLength: request.contextLength } : {}),
       });
       return {
+        id: admission.id,
         headers: admission.headers,
         settle: (outcome) =>
           admission.settle({
@@ -222,6 +241,7 @@ export function createTenancyAccess(
             backend: outcome.backend ?? null,
             firstTokenMs: outcome.firstByteMs ?? null,
             streamed: 'streamed' in outcome ? outcome.streamed : undefined,
+            paymentId: outcome.paymentId ?? null,
           }),
       };
     },
@@ -248,7 +268,8 @@ export const FIRST_KEY_HELP = [
 
 /**
  * The one place that decides how callers are authenticated:
- * - static keys configured or tenants in the store: callers need a key, whatever the host;
+ * - static keys configured, tenants in the store, or x402 payments on: callers need a key
+ *   (or a payment), whatever the host;
  * - neither, loopback host (127.0.0.1, ::1, localhost): open (callers without a key are let
  *   in as `anonymous`, metered) until the first tenant is created, with a warning to log;
  * - neither, any other host: refused, because the gateway would be open to the network.
@@ -256,11 +277,11 @@ export const FIRST_KEY_HELP = [
  * @throws {ConfigError} when nothing can authenticate callers and the host is not a loopback address.
  */
 export function resolveAccess(
-  config: { host: string; apiKeys: string[] },
+  config: { host: string; apiKeys: string[]; payments?: unknown },
   tenancy: Tenancy,
   tenantCount: number,
 ): ResolvedAccess {
-  if (config.apiKeys.length > 0 || tenantCount > 0) {
+  if (config.apiKeys.length > 0 || tenantCount > 0 || config.payments !== undefined) {
     return { access: createTenancyAccess(tenancy), mode: 'keys' };
   }
   if (!isLoopbackHost(config.host)) {

@@ -9,6 +9,8 @@ import {
   type AuditEntry,
   type KeyView,
   limitsToJson,
+  type PaymentRecord,
+  type PaymentStatus,
   type Tenancy,
   type Tenant,
   type UsageQuery,
@@ -79,6 +81,41 @@ export function auditJson(entry: AuditEntry) {
     request_id: entry.requestId,
     detail: entry.detail,
   };
+}
+
+const PAYMENT_STATUSES: PaymentStatus[] = ['settled', 'verified', 'failed'];
+
+/** A payment as the admin API shows it; `amount` in the asset's atomic units (USDC: 6 decimals). */
+export function paymentJson(payment: PaymentRecord) {
+  return {
+    id: payment.id,
+    at: payment.at.toISOString(),
+    request_id: payment.requestId,
+    usage_id: payment.usageId,
+    payer: payment.payer,
+    network: payment.network,
+    asset: payment.asset,
+    pay_to: payment.payTo,
+    amount: payment.amount,
+    scheme: payment.scheme,
+    x402_version: payment.x402Version,
+    nonce: payment.nonce,
+    status: payment.status,
+    transaction: payment.transaction,
+    error: payment.error,
+  };
+}
+
+/** `limit` of a listing: a whole number from 1 to 1000, or absent. */
+function parseLimit(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const limit = Number(value);
+  if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
+    throw new TollgateError('invalid_request', 'limit must be a whole number from 1 to 1000.', {
+      param: 'limit',
+    });
+  }
+  return limit;
 }
 
 /** The columns of a usage row, in CSV order after the grouping keys. */
@@ -402,15 +439,7 @@ export function createAdminApp(options: AdminOptions): Hono<GatewayEnv> {
 
   admin.get('/audit', async (c) => {
     const query = knownQuery(c, ['actor', 'action', 'target', 'since', 'until', 'limit']);
-    let limit: number | undefined;
-    if (query.limit !== undefined) {
-      limit = Number(query.limit);
-      if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
-        throw new TollgateError('invalid_request', 'limit must be a whole number from 1 to 1000.', {
-          param: 'limit',
-        });
-      }
-    }
+    const limit = parseLimit(query.limit);
     await tenancy.flush().catch(() => {});
     const entries = await tenancy.audit({
       ...(query.actor ? { actor: query.actor } : {}),
@@ -421,6 +450,27 @@ export function createAdminApp(options: AdminOptions): Hono<GatewayEnv> {
       ...(limit !== undefined ? { limit } : {}),
     });
     return c.json({ object: 'list', data: entries.map(auditJson) });
+  });
+
+  admin.get('/payments', async (c) => {
+    const query = knownQuery(c, ['payer', 'status', 'since', 'until', 'limit']);
+    const limit = parseLimit(query.limit);
+    if (query.status !== undefined && !PAYMENT_STATUSES.includes(query.status as PaymentStatus)) {
+      throw new TollgateError(
+        'invalid_request',
+        `status must be one of ${PAYMENT_STATUSES.join(', ')}.`,
+        { param: 'status' },
+      );
+    }
+    await tenancy.flush().catch(() => {});
+    const payments = await tenancy.listPayments({
+      ...(query.payer ? { payer: query.payer } : {}),
+      ...(query.status ? { status: query.status as PaymentStatus } : {}),
+      ...(query.since ? { since: parseTimeBound(query.since, 'since', now()) } : {}),
+      ...(query.until ? { until: parseTimeBound(query.until, 'until', now()) } : {}),
+      ...(limit !== undefined ? { limit } : {}),
+    });
+    return c.json({ object: 'list', data: payments.map(paymentJson) });
   });
 
   return admin;

@@ -11,11 +11,19 @@ import {
   parseOperationRequest,
   TollgateError,
 } from '@tollgate/protocol';
+import type { PaymentInput } from '@tollgate/tenancy';
+import type { PaymentGate, SettleOutcome as PaymentOutcome, VerifiedPayment } from '@tollgate/x402';
 import { type Context, Hono, type MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { cors } from 'hono/cors';
 import { HTTPException } from 'hono/http-exception';
-import type { AccessControl, Admission, Principal, SettleOutcome } from './access.js';
+import {
+  type AccessControl,
+  type Admission,
+  type Principal,
+  type SettleOutcome,
+  UNPAID,
+} from './access.js';
 import { type Attestor, addAttestationRoute } from './attestation.js';
 import { concatBytes } from './bytes.js';
 import type { Config } from './config.js';
@@ -56,6 +64,17 @@ export interface CreateAppOptions {
   replayGuard?: ReplayGuard;
   /** GET /v1/attestation: the attestor (none: 404) and the declared model hash. */
   attestation?: { attestor?: Attestor; modelHash?: Uint8Array };
+  /** x402 payments on the inference routes; absent: off. */
+  payments?: GatewayPayments;
+}
+
+/** How the app takes x402 payments. */
+export interface GatewayPayments {
+  gate: PaymentGate;
+  /** Callers with an API key pay too (otherwise only callers without one do). */
+  keyHoldersPay: boolean;
+  /** Records a payment as a billing record; returns its id (`py_...`). Must not throw. */
+  record?(payment: PaymentInput): string | undefined;
 }
 
 /** What the inference handler tells the access log about a dispatched request. */
@@ -93,7 +112,15 @@ const EXPOSED_HEADERS = [
   // Why an encapsulated request could not be opened (a client refetches keys on unknown_key_id).
   'x-ohttp-error',
   'x-ohttp-key-error',
+  // x402: the terms of a 402, the settlement receipt (v2 and v1 names), why a payment failed.
+  'payment-required',
+  'payment-response',
+  'x-payment-response',
+  'x-payment-error',
 ];
+
+/** Request headers that carry x402 payments (v2 and v1). */
+const PAYMENT_HEADERS = ['payment-signature', 'x-payment'];
 
 // Hop-by-hop headers belong to the upstream connection, not ours; content-encoding and
 // content-length describe the upstream's bytes, which fetch may have decompressed.
@@ -235,7 +262,14 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
       cors({
         origin: config.cors.origins.includes('*') ? '*' : config.cors.origins,
         allowMethods: ['GET', 'HEAD', 'POST', 'OPTIONS'],
-        ...(config.cors.allowHeaders ? { allowHeaders: config.cors.allowHeaders } : {}),
+        // Without a list, the preflight's requested headers are allowed (payments included).
+        ...(config.cors.allowHeaders
+          ? {
+              allowHeaders: options.payments
+                ? [...new Set([...config.cors.allowHeaders, ...PAYMENT_HEADERS])]
+                : config.cors.allowHeaders,
+            }
+          : {}),
         exposeHeaders: [...new Set([...EXPOSED_HEADERS, ...(config.cors.exposeHeaders ?? [])])],
         maxAge: 600,
       }),
@@ -267,7 +301,13 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
     return limitStreamedBody(c, next);
   });
 
+  const payments = options.payments;
   const authenticate: MiddlewareHandler<GatewayEnv> = async function authenticate(c, next) {
+    if (payments && !presentsKey(c.req.raw.headers)) {
+      // No key on a gateway that takes payments: the inference route asks for one.
+      c.set('principal', UNPAID);
+      return next();
+    }
     c.set(
       'principal',
       await access.authenticate(c.req.raw, {
@@ -313,13 +353,43 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
       // An unknown model is a 404 before admission: it must not count against the caller's
       // limits or leave a usage record.
       const { contextLength } = await router.ensureModel(request.model);
-      const admission = await access.admit(c.get('principal')!, {
-        operation,
-        model: request.model,
-        body: request,
-        requestId,
-        ...(contextLength !== undefined ? { contextLength } : {}),
-      });
+      let principal = c.get('principal')!;
+      let payment: VerifiedPayment | undefined;
+      if (payments && (principal.kind === 'payer' || payments.keyHoldersPay)) {
+        // Priced from the validated request, as the terms of its unpaid attempt were.
+        const context = { resource: c.req.url, price: { model: request.model, body: request } };
+        const decision = await payments.gate.authorize(c.req.raw.headers, context);
+        if (decision.status === 'absent') return payments.gate.challenge(context);
+        if (decision.status === 'refused') {
+          requestLogger.info(
+            { code: decision.error.code, reason: decision.error.reason },
+            'payment refused',
+          );
+          return decision.response;
+        }
+        payment = decision.payment;
+        if (principal.kind === 'payer') {
+          principal = access.payer?.(payment.payer) ?? {
+            id: `x402:${payment.payer.toLowerCase()}`,
+            kind: 'payer',
+            keyId: '',
+          };
+          c.set('principal', principal);
+        }
+      }
+      let admission: Admission;
+      try {
+        admission = await access.admit(principal, {
+          operation,
+          model: request.model,
+          body: request,
+          requestId,
+          ...(contextLength !== undefined ? { contextLength } : {}),
+        });
+      } catch (error) {
+        await payment?.release();
+        throw error;
+      }
       const settle = (outcome: SettleOutcome) => settleQuietly(admission, outcome, requestLogger);
       const started = performance.now();
       let handedOn = false;
@@ -333,6 +403,7 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
           onBodyError: (error) => handedOn && cutConnection(c, error),
         });
       } catch (error) {
+        await payment?.release();
         if (signal.aborted) {
           // The caller left while we waited (queued, or before the upstream answered).
           const outcome: DispatchOutcome = {
@@ -353,26 +424,59 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
         });
         throw error;
       }
+      let headers = admission.headers;
+      let paymentId: string | undefined;
+      if (payment) {
+        const paid = await settlePayment(payment, result.response.status);
+        if (paid) {
+          paymentId = payments!.record?.(paymentRecord(payment, paid, requestId, admission.id));
+          if (!paid.ok) {
+            // Nothing is served unpaid: the upstream's answer is dropped and the refusal sent.
+            await result.response.body?.cancel(paid.error).catch(() => {});
+            const outcome: SettleOutcome = {
+              status: 'failed',
+              httpStatus: paid.response.status,
+              error: paid.error,
+              backend: result.backend,
+              ...(paymentId !== undefined ? { paymentId } : {}),
+            };
+            c.set('outcome', outcome);
+            void result.outcome.finally(() => settle(outcome));
+            requestLogger.warn(
+              { code: paid.error.code, reason: paid.error.reason },
+              'payment settlement failed',
+            );
+            return paid.response;
+          }
+          headers = { ...headers, ...paid.headers };
+        }
+      }
       c.set('dispatch', { backend: result.backend, model: result.model, outcome: result.outcome });
       void result.outcome.then(
-        (outcome) => settle({ ...outcome, backend: result.backend }),
+        (outcome) =>
+          settle({
+            ...outcome,
+            backend: result.backend,
+            ...(paymentId !== undefined ? { paymentId } : {}),
+          }),
         (error: unknown) =>
           settle({
             status: 'failed',
             httpStatus: result.response.status,
             error,
             backend: result.backend,
+            ...(paymentId !== undefined ? { paymentId } : {}),
           }),
       );
       if (replyKey) {
         // The whole answer is sealed at once: a broken body must reach the sealing as an error.
-        const plain = await toClientResponse(result.response, admission.headers, {
+        const plain = await toClientResponse(result.response, headers, {
           onBodyError: () => false,
           handOn: () => {},
         });
         return await sealObolReply(plain, replyKey);
       }
-      return await toClientResponse(result.response, admission.headers, {
+      return await toClientResponse(result.response, headers, {
         onBodyError: (error) => cutConnection(c, error),
         handOn: () => {
           handedOn = true;
@@ -675,6 +779,52 @@ export function remoteAddress(c: Context<GatewayEnv>): string | null {
   const incoming = (c.env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined)
     ?.incoming;
   return incoming?.socket?.remoteAddress ?? null;
+}
+
+/** Whether a request names an API key (checked later); payments are for callers without one. */
+function presentsKey(headers: Headers): boolean {
+  return headers.has('authorization') || headers.has('x-api-key');
+}
+
+/**
+ * Settles a verified payment once the upstream's status is known: an error status is not
+ * charged (the payment's lock is released, undefined is returned); otherwise the payment is
+ * settled before the body is handed on.
+ */
+async function settlePayment(
+  payment: VerifiedPayment,
+  status: number,
+): Promise<PaymentOutcome | undefined> {
+  if (status >= 400) {
+    await payment.release();
+    return undefined;
+  }
+  return payment.settle();
+}
+
+/** The billing record of a payment and how its settlement went. */
+function paymentRecord(
+  payment: VerifiedPayment,
+  outcome: PaymentOutcome,
+  requestId: string,
+  usageId: string | undefined,
+): PaymentInput {
+  const { requirements } = payment;
+  return {
+    requestId,
+    usageId: usageId ?? null,
+    payer: payment.payer.toLowerCase(),
+    network: requirements.network,
+    asset: requirements.asset,
+    payTo: requirements.payTo,
+    amount: requirements.amount,
+    scheme: requirements.scheme,
+    x402Version: payment.payment.x402Version,
+    nonce: payment.payment.payload.authorization.nonce,
+    status: !outcome.ok ? 'failed' : outcome.receipt ? 'settled' : 'verified',
+    transaction: outcome.receipt?.transaction || null,
+    error: outcome.ok ? null : (outcome.receipt?.errorReason ?? outcome.error.code),
+  };
 }
 
 function settleQuietly(admission: Admission, outcome: SettleOutcome, logger: Logger): void {

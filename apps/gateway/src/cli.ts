@@ -77,6 +77,10 @@ Environment (overrides the config file; flags override both):
   TOLLGATE_DATABASE_URL  postgres://... (default: the embedded database in the data dir)
   TOLLGATE_REDIS_URL     redis://... to share rate limits between several gateways
   TOLLGATE_ENCRYPTION_REQUIRED  true: serve encrypted requests only (see docs/encryption.md)
+  TOLLGATE_X402_PAY_TO   An address: callers without a key pay per request with x402 (USDC);
+                         needs TOLLGATE_X402_FACILITATOR_URL. Also TOLLGATE_X402_NETWORK
+                         (default eip155:84532, Base Sepolia test money), TOLLGATE_X402_PRICE
+                         (USD per request, default 0.001), TOLLGATE_X402_VERIFY_ONLY (see docs/payments.md)
   TOLLGATE_HOST, TOLLGATE_PORT, TOLLGATE_LOG_LEVEL, TOLLGATE_DATA_DIR, TOLLGATE_CONFIG
 
 Examples:
@@ -86,6 +90,11 @@ Examples:
   # llama-server, reachable from the network, with keys:
   TOLLGATE_BACKEND_URL=http://127.0.0.1:8080 TOLLGATE_BACKEND_TYPE=llama-server \\
   TOLLGATE_API_KEYS=sk-team-1,sk-team-2 pnpm tollgate serve --host 0.0.0.0
+
+  # Strangers pay $0.001 a request in test USDC:
+  TOLLGATE_BACKEND_URL=http://127.0.0.1:11434 TOLLGATE_BACKEND_TYPE=ollama \\
+  TOLLGATE_X402_PAY_TO=0xYourAddress TOLLGATE_X402_FACILITATOR_URL=https://x402.org/facilitator \\
+  pnpm tollgate serve --host 0.0.0.0
 
   # Several backends, aliases and limits from a file:
   pnpm tollgate serve --config ./tollgate.yaml

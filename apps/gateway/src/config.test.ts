@@ -287,24 +287,130 @@ describe('loadConfig', () => {
     const config = loadConfig({
       env: {
         TOLLGATE_DISCOVERY_PORTS: '8080:llama',
-        TOLLGATE_X402_PAY_TO: '0xabc',
-        TOLLGATE_X402_NETWORK: 'eip155:84532',
-        TOLLGATE_X402_PRICE: '0.001',
-        TOLLGATE_X402_FACILITATOR_URL: 'https://f',
-        TOLLGATE_X402_VERIFY_ONLY: 'true',
         TOLLGATE_API_KEY: 'typo',
         OTHER: 'ignored',
       },
       cwd: directory(),
     });
-    expect(config.notices).toHaveLength(7);
+    expect(config.notices).toHaveLength(2);
     expect(config.notices).toContain(
-      'TOLLGATE_X402_PAY_TO is set, but this version of the gateway does not use it yet; it is ignored.',
+      'TOLLGATE_DISCOVERY_PORTS is set, but this version of the gateway does not use it yet; it is ignored.',
     );
     expect(config.notices).toContain(
       'Unknown environment variable TOLLGATE_API_KEY is ignored (did you mean TOLLGATE_API_KEYS?).',
     );
     expect(config.apiKeys).toEqual([]);
+  });
+
+  describe('payments', () => {
+    const payTo = '0x209693Bc6afc0C5328bA36FaF03C514EF312287C';
+
+    it('behavior: off unless pay_to is set', () => {
+      expect(loadConfig({ env: {}, cwd: directory() }).payments).toBeUndefined();
+    });
+
+    it('behavior: the TOLLGATE_X402_* variables turn payments on with the defaults of the rest', () => {
+      const config = loadConfig({
+        env: {
+          TOLLGATE_X402_PAY_TO: payTo,
+          TOLLGATE_X402_FACILITATOR_URL: 'http://127.0.0.1:4020',
+          TOLLGATE_X402_PRICE: '0.002',
+          TOLLGATE_X402_VERIFY_ONLY: 'yes',
+        },
+        cwd: directory(),
+      });
+      expect(config.payments).toEqual({
+        payTo,
+        network: 'eip155:84532',
+        facilitatorUrl: 'http://127.0.0.1:4020',
+        verifyOnly: true,
+        keyHoldersPay: false,
+        maxTimeoutSeconds: 120,
+        price: { perRequest: '0.002' },
+        models: {},
+      });
+      expect(config.notices).toEqual([]);
+    });
+
+    it('behavior: the file sets prices per model; TOLLGATE_X402_PRICE overrides only the flat price', () => {
+      const cwd = directory({
+        'tollgate.yaml': [
+          'payments:',
+          `  pay_to: "${payTo}"`,
+          '  facilitator_url: https://facilitator.example/x402',
+          '  network: base',
+          '  key_holders_pay: true',
+          '  price:',
+          '    per_request: 0.001',
+          '    output_per_million: 2',
+          '  models:',
+          '    "llama3*": { per_request: "0.0005", input_per_million: 0.1 }',
+          '',
+        ].join('\n'),
+      });
+      const config = loadConfig({ env: { TOLLGATE_X402_PRICE: '0.003' }, cwd });
+      expect(config.payments).toMatchObject({
+        network: 'eip155:8453',
+        keyHoldersPay: true,
+        price: { perRequest: '0.003', outputPerMillion: '2' },
+        models: { 'llama3*': { perRequest: '0.0005', inputPerMillion: '0.1' } },
+      });
+    });
+
+    it.each([
+      [{ TOLLGATE_X402_PAY_TO: payTo }, 'payments.facilitator_url: required when payments are on'],
+      [
+        { TOLLGATE_X402_PAY_TO: '0xabc', TOLLGATE_X402_FACILITATOR_URL: 'http://f' },
+        'payments.pay_to: must be an address',
+      ],
+      [{ TOLLGATE_X402_FACILITATOR_URL: 'http://f' }, 'payments.pay_to is not'],
+      [
+        { TOLLGATE_X402_PAY_TO: payTo, TOLLGATE_X402_FACILITATOR_URL: 'ftp://f' },
+        'payments.facilitator_url: must be an http',
+      ],
+      [
+        {
+          TOLLGATE_X402_PAY_TO: payTo,
+          TOLLGATE_X402_FACILITATOR_URL: 'http://f',
+          TOLLGATE_X402_NETWORK: 'solana',
+        },
+        'payments.network: "solana"',
+      ],
+      [
+        {
+          TOLLGATE_X402_PAY_TO: payTo,
+          TOLLGATE_X402_FACILITATOR_URL: 'http://f',
+          TOLLGATE_X402_NETWORK: 'eip155:1',
+        },
+        'payments.asset: required on eip155:1',
+      ],
+      [
+        {
+          TOLLGATE_X402_PAY_TO: payTo,
+          TOLLGATE_X402_FACILITATOR_URL: 'http://f',
+          TOLLGATE_X402_PRICE: 'cheap',
+        },
+        'payments.price.per_request: must be an amount of US dollars',
+      ],
+      [
+        {
+          TOLLGATE_X402_PAY_TO: payTo,
+          TOLLGATE_X402_FACILITATOR_URL: 'http://f',
+          TOLLGATE_X402_PRICE: '0.0000001',
+        },
+        'more than 6 decimal places',
+      ],
+      [
+        {
+          TOLLGATE_X402_PAY_TO: payTo,
+          TOLLGATE_X402_FACILITATOR_URL: 'http://f',
+          TOLLGATE_X402_VERIFY_ONLY: 'maybe',
+        },
+        'payments.verify_only: must be true or false',
+      ],
+    ])('error: %j is refused: %s', (env, message) => {
+      expect(() => loadConfig({ env, cwd: directory() })).toThrow(message);
+    });
   });
 
   it('behavior: TOLLGATE_ENCRYPTION_REQUIRED takes true/false/1/0/yes/no and overrides the file', () => {

@@ -9,6 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import type { BackendKind } from '@tollgate/backends';
 import { formatIssuePath } from '@tollgate/protocol';
+import { createPricing, findNetwork, toCaip2 } from '@tollgate/x402';
 import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
 
@@ -94,6 +95,31 @@ const PriceSchema = z.strictObject(
   },
   { error: 'must be a map with "input" and "output" (US dollars per million tokens)' },
 );
+
+// A USD amount: YAML gives 0.001 as a number, which is turned into its decimal text exactly
+// as written; a string is taken as it is. Checked as a decimal when the pricing is built.
+const usd = z
+  .union([z.string(), z.number().min(0)], { error: 'must be an amount of US dollars, e.g. 0.001' })
+  .transform((value) => (typeof value === 'number' ? String(value) : value.trim()))
+  .refine((value) => /^\d+(\.\d+)?$/.test(value), {
+    error: 'must be an amount of US dollars written as a plain decimal, e.g. 0.001',
+  });
+
+const PaymentPriceSchema = z.strictObject(
+  {
+    per_request: usd.optional(),
+    input_per_million: usd.optional(),
+    output_per_million: usd.optional(),
+  },
+  {
+    error:
+      'must be a map with per_request (US dollars per request) and/or input_per_million and output_per_million (US dollars per million tokens)',
+  },
+);
+
+const address = z
+  .string({ error: 'must be an address: 0x and 40 hex digits' })
+  .regex(/^0x[0-9a-fA-F]{40}$/, { error: 'must be an address: 0x and 40 hex digits' });
 
 const BackendSchema = z.strictObject(
   {
@@ -197,6 +223,37 @@ export const ConfigFileSchema = z.strictObject(
         })
         .default({}),
     }),
+    payments: section({
+      pay_to: address.optional(),
+      network: text('a CAIP-2 network id, e.g. eip155:84532').default('eip155:84532'),
+      asset: z
+        .strictObject(
+          {
+            address,
+            name: text(),
+            version: text(),
+            decimals: integer(0, 36).default(6),
+          },
+          { error: 'must be a map with the token address, its EIP-712 name and version' },
+        )
+        .optional(),
+      facilitator_url: httpUrl.optional(),
+      facilitator_headers: z
+        .record(z.string(), z.string({ error: 'must be a string' }), {
+          error: 'must be a map of header name to value',
+        })
+        .optional(),
+      verify_only: z.boolean({ error: 'must be true or false' }).default(false),
+      key_holders_pay: z.boolean({ error: 'must be true or false' }).default(false),
+      max_timeout_seconds: integer(1, 3600).default(120),
+      description: text().optional(),
+      price: PaymentPriceSchema.prefault({}),
+      models: z
+        .record(text('a model name or a prefix ending in *'), PaymentPriceSchema, {
+          error: 'must be a map of model name (or prefix*) to a price',
+        })
+        .default({}),
+    }),
     shutdown: section({
       grace_seconds: z
         .number({ error: 'must be a number of seconds, 0 or more' })
@@ -290,6 +347,8 @@ export interface Config {
     /** Hex: what the operator declares it serves (e.g. the model file's SHA-256), bound into the evidence. */
     modelHash?: string;
   };
+  /** x402 pay-per-request; absent when off (no `pay_to`). */
+  payments?: PaymentsConfig;
   tenancy: {
     /** Completion tokens reserved for a request without max_tokens. @default 1024 */
     defaultMaxTokens: number;
@@ -305,6 +364,38 @@ export interface Config {
    * does not have yet, unknown `TOLLGATE_*` variables (often typos).
    */
   notices: string[];
+}
+
+/** A price of the payments section, USD amounts as decimal strings. */
+export interface PaymentPriceConfig {
+  perRequest?: string;
+  inputPerMillion?: string;
+  outputPerMillion?: string;
+}
+
+/** x402 payments, as configured (`payments:` in YAML, `TOLLGATE_X402_*`). */
+export interface PaymentsConfig {
+  /** The address paid. */
+  payTo: `0x${string}`;
+  /** CAIP-2 network. @default 'eip155:84532' (Base Sepolia) */
+  network: string;
+  /** The token, when not the network's USDC. */
+  asset?: { address: `0x${string}`; name: string; version: string; decimals: number };
+  /** The facilitator's base URL. */
+  facilitatorUrl: string;
+  /** Headers sent to the facilitator (e.g. its API key). */
+  facilitatorHeaders?: Record<string, string>;
+  /** Verify payments without settling them. @default false */
+  verifyOnly: boolean;
+  /** Callers with an API key pay too (and are metered). @default false */
+  keyHoldersPay: boolean;
+  /** Seconds the gateway may take to settle, told to clients. @default 120 */
+  maxTimeoutSeconds: number;
+  description?: string;
+  /** The price of a model not in `models`. @default { perRequest: '0.001' } */
+  price: PaymentPriceConfig;
+  /** Prices by model name or prefix (`llama3*`). */
+  models: Record<string, PaymentPriceConfig>;
 }
 
 /** Options for {@link loadConfig}. */
@@ -356,17 +447,15 @@ const ENV_USED = new Set([
   'TOLLGATE_DATABASE_URL',
   'TOLLGATE_REDIS_URL',
   'TOLLGATE_ENCRYPTION_REQUIRED',
-]);
-
-/** Environment variables of features that come later: accepted, not used yet. */
-const ENV_LATER = new Set([
-  'TOLLGATE_DISCOVERY_PORTS',
   'TOLLGATE_X402_PAY_TO',
   'TOLLGATE_X402_NETWORK',
   'TOLLGATE_X402_PRICE',
   'TOLLGATE_X402_FACILITATOR_URL',
   'TOLLGATE_X402_VERIFY_ONLY',
 ]);
+
+/** Environment variables of features that come later: accepted, not used yet. */
+const ENV_LATER = new Set(['TOLLGATE_DISCOVERY_PORTS']);
 
 // Named but never echoed in problem lines: keys, and URLs that may carry passwords.
 const SECRET_ENV = new Set([
@@ -457,21 +546,38 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     fromEnv('database_url', 'TOLLGATE_DATABASE_URL', value('TOLLGATE_DATABASE_URL'));
   if (value('TOLLGATE_REDIS_URL') !== undefined)
     fromEnv('redis_url', 'TOLLGATE_REDIS_URL', value('TOLLGATE_REDIS_URL'));
-  const encryptionRequired = value('TOLLGATE_ENCRYPTION_REQUIRED');
-  if (encryptionRequired !== undefined) {
-    const word = encryptionRequired.toLowerCase();
-    // Anything but the usual spellings is left as text for the schema to report.
-    const required = ['true', '1', 'yes'].includes(word)
-      ? true
-      : ['false', '0', 'no'].includes(word)
-        ? false
-        : encryptionRequired;
-    const section = raw.encryption;
-    raw.encryption = {
-      ...(typeof section === 'object' && section !== null ? section : {}),
-      required,
+  // A variable that sets one field of a section, keeping the file's other fields.
+  const setInSection = (name: string, section: string, field: string, fieldValue: unknown) => {
+    const current = raw[section];
+    raw[section] = {
+      ...(typeof current === 'object' && current !== null ? current : {}),
+      [field]: fieldValue,
     };
-    sources.set('encryption.required', `TOLLGATE_ENCRYPTION_REQUIRED="${encryptionRequired}"`);
+    sources.set(`${section}.${field}`, `${name}="${value(name)}"`);
+  };
+  const fromEnvIn = (
+    name: string,
+    section: string,
+    field: string,
+    convert: (text: string) => unknown = (text) => text,
+  ) => {
+    const text = value(name);
+    if (text !== undefined) setInSection(name, section, field, convert(text));
+  };
+  fromEnvIn('TOLLGATE_ENCRYPTION_REQUIRED', 'encryption', 'required', booleanWord);
+  fromEnvIn('TOLLGATE_X402_PAY_TO', 'payments', 'pay_to');
+  fromEnvIn('TOLLGATE_X402_NETWORK', 'payments', 'network');
+  fromEnvIn('TOLLGATE_X402_FACILITATOR_URL', 'payments', 'facilitator_url');
+  fromEnvIn('TOLLGATE_X402_VERIFY_ONLY', 'payments', 'verify_only', booleanWord);
+  const price = value('TOLLGATE_X402_PRICE');
+  if (price !== undefined) {
+    const payments = raw.payments as Record<string, unknown> | undefined;
+    const current = payments?.price;
+    setInSection('TOLLGATE_X402_PRICE', 'payments', 'price', {
+      ...(typeof current === 'object' && current !== null ? current : {}),
+      per_request: price,
+    });
+    sources.set('payments.price', `TOLLGATE_X402_PRICE="${price}"`);
   }
   if (value('TOLLGATE_API_KEYS') !== undefined) {
     const keys = value('TOLLGATE_API_KEYS')!
@@ -635,7 +741,82 @@ function toConfig(
   if (file.admin_key !== undefined) config.adminKey = file.admin_key;
   if (file.database_url !== undefined) config.databaseUrl = file.database_url;
   if (file.redis_url !== undefined) config.redisUrl = file.redis_url;
+  const payments = toPaymentsConfig(file.payments, sources, problems);
+  if (payments) config.payments = payments;
   return config;
+}
+
+function toPaymentsConfig(
+  section: ConfigFile['payments'],
+  sources: Map<string, string>,
+  problems: string[],
+): PaymentsConfig | undefined {
+  const from = (path: string) => {
+    const source = sources.get(path);
+    return source ? ` (from ${source})` : '';
+  };
+  if (section.pay_to === undefined) {
+    if (section.facilitator_url !== undefined) {
+      problems.push(
+        `payments.facilitator_url${from('payments.facilitator_url')} is set but payments.pay_to is not: payments stay off until you name the address that is paid (TOLLGATE_X402_PAY_TO)`,
+      );
+    }
+    return undefined;
+  }
+  if (section.facilitator_url === undefined) {
+    problems.push(
+      `payments.facilitator_url: required when payments are on (payments.pay_to${from('payments.pay_to')} is set): the facilitator verifies and settles payments, e.g. TOLLGATE_X402_FACILITATOR_URL=https://x402.org/facilitator for Base Sepolia`,
+    );
+  }
+  const network = toCaip2(section.network);
+  if (network === undefined) {
+    problems.push(
+      `payments.network: "${section.network}"${from('payments.network')} is not a CAIP-2 EVM network id like eip155:84532 (Base Sepolia) or eip155:8453 (Base)`,
+    );
+  } else if (section.asset === undefined && findNetwork(network) === undefined) {
+    problems.push(
+      `payments.asset: required on ${network}, where no USDC deployment is known: give its address, EIP-712 name and version`,
+    );
+  }
+  const toPrice = (price: z.output<typeof PaymentPriceSchema>): PaymentPriceConfig => ({
+    ...(price.per_request !== undefined ? { perRequest: price.per_request } : {}),
+    ...(price.input_per_million !== undefined ? { inputPerMillion: price.input_per_million } : {}),
+    ...(price.output_per_million !== undefined
+      ? { outputPerMillion: price.output_per_million }
+      : {}),
+  });
+  const price = toPrice(section.price);
+  const payments: PaymentsConfig = {
+    payTo: section.pay_to as `0x${string}`,
+    network: network ?? section.network,
+    facilitatorUrl: section.facilitator_url ?? '',
+    verifyOnly: section.verify_only,
+    keyHoldersPay: section.key_holders_pay,
+    maxTimeoutSeconds: section.max_timeout_seconds,
+    // Nothing priced: the flat default per request.
+    price: Object.keys(price).length > 0 ? price : { perRequest: '0.001' },
+    models: Object.fromEntries(
+      Object.entries(section.models).map(([model, entry]) => [model, toPrice(entry)]),
+    ),
+  };
+  if (section.asset !== undefined) {
+    payments.asset = { ...section.asset, address: section.asset.address as `0x${string}` };
+  }
+  if (section.facilitator_headers !== undefined) {
+    payments.facilitatorHeaders = section.facilitator_headers;
+  }
+  if (section.description !== undefined) payments.description = section.description;
+  try {
+    // Builds the price function once to report a price finer than the asset's decimals.
+    createPricing({
+      default: payments.price,
+      models: payments.models,
+      decimals: payments.asset?.decimals ?? 6,
+    });
+  } catch (error) {
+    problems.push(`payments: ${(error as Error).message}${from('payments.price')}`);
+  }
+  return payments;
 }
 
 function readYaml(path: string, label: string): { value?: unknown; problems: string[] } {
@@ -661,6 +842,14 @@ function readYaml(path: string, label: string): { value?: unknown; problems: str
   } catch (error) {
     return { problems: [`${label}: ${(error as Error).message} (not valid YAML)`] };
   }
+}
+
+/** true/1/yes and false/0/no (any case); anything else is left as text for the schema to report. */
+function booleanWord(raw: string): boolean | string {
+  const word = raw.trim().toLowerCase();
+  if (['true', '1', 'yes'].includes(word)) return true;
+  if (['false', '0', 'no'].includes(word)) return false;
+  return raw;
 }
 
 function numberOrText(raw: string): number | string {

@@ -22,6 +22,7 @@ import { createStubAttestor, createTsmAttestor } from './attestation.js';
 import { type Config, ConfigError } from './config.js';
 import { keySetPath, loadOrCreateKeySet } from './encryption.js';
 import { createLogger, type Logger } from './logger.js';
+import { createGatewayPayments } from './payments.js';
 import { createMemoryReplayGuard, createRedisReplayGuard } from './replay.js';
 import { openTenancy } from './tenancy-setup.js';
 import { createUpstreamFetch } from './upstream-fetch.js';
@@ -132,6 +133,31 @@ export async function startGateway(
     ? createRedisReplayGuard({ url: config.redisUrl, windowMs: 60_000 })
     : createMemoryReplayGuard(60_000);
 
+  const paid = config.payments
+    ? createGatewayPayments(config.payments, {
+        ...(config.redisUrl ? { redisUrl: config.redisUrl } : {}),
+        defaultMaxTokens: config.tenancy.defaultMaxTokens,
+        record: (payment) => {
+          try {
+            return tenancy.recordPayment(payment).id;
+          } catch (error) {
+            // The money may have moved: the answer still goes out, and the log keeps the facts.
+            logger.error({ error: describeError(error), payment }, 'recording a payment failed');
+            return undefined;
+          }
+        },
+      })
+    : undefined;
+  if (paid) {
+    logger.info(paid.summary, 'payments on: callers without an API key pay per request with x402');
+    if (paid.summary.testnet === false) {
+      logger.warn(
+        { network: paid.summary.network },
+        'payments are on a main network: callers pay with real money',
+      );
+    }
+  }
+
   // Backends built here share one keep-alive pool with no headers or body timeout.
   const upstream = options.router ? undefined : createUpstreamFetch();
   const router = options.router ?? buildRouter(config, logger, upstream?.fetch);
@@ -151,6 +177,7 @@ export async function startGateway(
     ...(admin ? { admin } : {}),
     encryptionKeys: () => encryptionKeys,
     replayGuard,
+    ...(paid ? { payments: paid.payments } : {}),
     attestation: {
       ...(config.attestation.attestor === 'tsm'
         ? {
@@ -221,6 +248,7 @@ export async function startGateway(
     await router.close();
     await upstream?.close();
     await replayGuard.close();
+    await paid?.close();
     await opened.close();
     throw error;
   });
@@ -255,6 +283,7 @@ export async function startGateway(
       await router.close();
       await upstream?.close();
       await replayGuard.close();
+      await paid?.close();
       // After the last settlement: what is queued is written, the rest stays in the journal.
       await opened
         .close()

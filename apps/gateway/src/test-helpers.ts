@@ -12,7 +12,14 @@ import {
   type StartFakeUpstreamOptions,
   startFakeUpstream,
 } from '@tollgate/backends/testing';
+import type { PaymentSigner } from '@tollgate/client';
 import { createPgliteStore, type TenancyStore } from '@tollgate/tenancy';
+import {
+  chainIdOf,
+  encodeHeader,
+  type PaymentRequirements,
+  TRANSFER_WITH_AUTHORIZATION_TYPES,
+} from '@tollgate/x402';
 import { APIError } from 'openai';
 import type { DestinationStream } from 'pino';
 import { loadConfig } from './config.js';
@@ -210,6 +217,8 @@ export async function startTestGateway(
     logger?: Logger;
     /** A store of its own instead of the file's shared one (not closed here). */
     store?: TenancyStore;
+    /** More backends (config entries) after the fake upstream. */
+    extraBackends?: Array<Record<string, unknown>>;
   },
   onCleanup: (cleanup: () => Promise<unknown>) => void,
 ): Promise<{ gateway: Gateway; upstream: FakeUpstream }> {
@@ -225,7 +234,11 @@ export async function startTestGateway(
     loadConfig({
       env: {},
       argv: { port: 0 },
-      values: { data_dir: data.path, backends: [{ url: upstream.baseURL }], ...options.values },
+      values: {
+        data_dir: data.path,
+        backends: [{ url: upstream.baseURL }, ...(options.extraBackends ?? [])],
+        ...options.values,
+      },
     }),
     {
       logger: options.logger ?? captureLogger().logger,
@@ -234,4 +247,53 @@ export async function startTestGateway(
   );
   onCleanup(() => gateway.close());
   return { gateway, upstream };
+}
+
+let nonceCounter = 0;
+
+/**
+ * A `PAYMENT-SIGNATURE` header paying `terms` the way an x402 client does (v2, EIP-3009),
+ * with a fresh nonce; `change` alters what is signed or sent, to make wrong payments.
+ */
+export async function signPayment(
+  account: PaymentSigner,
+  terms: PaymentRequirements,
+  change: {
+    value?: string;
+    validBefore?: number;
+    domainName?: string;
+    accepted?: Partial<PaymentRequirements>;
+  } = {},
+): Promise<string> {
+  const now = Math.floor(Date.now() / 1000);
+  const nonce = `0x${(++nonceCounter).toString(16).padStart(8, '0')}${crypto.randomUUID().replaceAll('-', '').padEnd(56, '0')}`;
+  const authorization = {
+    from: account.address,
+    to: terms.payTo,
+    value: change.value ?? terms.amount,
+    validAfter: String(now - 600),
+    validBefore: String(change.validBefore ?? now + terms.maxTimeoutSeconds),
+    nonce: nonce as `0x${string}`,
+  };
+  const signature = await account.signTypedData({
+    domain: {
+      name: change.domainName ?? terms.extra.name,
+      version: terms.extra.version,
+      chainId: chainIdOf(terms.network)!,
+      verifyingContract: terms.asset,
+    },
+    types: TRANSFER_WITH_AUTHORIZATION_TYPES,
+    primaryType: 'TransferWithAuthorization',
+    message: {
+      ...authorization,
+      value: BigInt(authorization.value),
+      validAfter: BigInt(authorization.validAfter),
+      validBefore: BigInt(authorization.validBefore),
+    },
+  });
+  return encodeHeader({
+    x402Version: 2,
+    accepted: { ...terms, ...change.accepted },
+    payload: { signature, authorization },
+  });
 }
