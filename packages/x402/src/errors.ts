@@ -26,6 +26,8 @@ export const X402_ERROR_CODES = {
   settlement_failed: 402,
   /** The facilitator could not be reached or answered something unusable. */
   facilitator_unavailable: 503,
+  /** The replay lock's store (Redis) failed, so a replay could not be ruled out. */
+  replay_lock_unavailable: 503,
 } as const;
 
 /** A stable error code of this package. */

@@ -62,7 +62,7 @@ export interface HttpFacilitator extends Facilitator {
 /**
  * A facilitator client over HTTP.
  *
- * @throws {TypeError} when `url` is not an http(s) URL.
+ * @throws {TypeError} when `url` is not an http(s) URL, or carries credentials.
  * @example
  * ```ts
  * const facilitator = createHttpFacilitator({ url: 'https://facilitator.example/x402' });
@@ -79,7 +79,15 @@ export function createHttpFacilitator(options: HttpFacilitatorOptions): HttpFaci
   if (base.protocol !== 'http:' && base.protocol !== 'https:') {
     throw new TypeError(`The facilitator URL must be http(s), not "${base.protocol}".`);
   }
-  const root = base.href.replace(/\/+$/, '');
+  if (base.username !== '' || base.password !== '') {
+    throw new TypeError(
+      'The facilitator URL carries credentials, which fetch refuses: pass them in `headers`.',
+    );
+  }
+  // The endpoint goes after the path, before any query (`/x402?key=1` -> `/x402/verify?key=1`);
+  // messages name the facilitator without its query, which may hold a key.
+  const root = `${base.origin}${base.pathname.replace(/\/+$/, '')}`;
+  const endpointUrl = (endpoint: string) => `${root}/${endpoint}${base.search}`;
   const fetchImpl = options.fetch ?? globalThis.fetch;
   const verifyTimeoutMs = options.verifyTimeoutMs ?? 10_000;
   const settleTimeoutMs = options.settleTimeoutMs ?? 60_000;
@@ -92,7 +100,7 @@ export function createHttpFacilitator(options: HttpFacilitatorOptions): HttpFaci
       typeof options.headers === 'function' ? await options.headers(endpoint) : options.headers;
     let response: Response;
     try {
-      response = await fetchImpl(`${root}/${endpoint}`, {
+      response = await fetchImpl(endpointUrl(endpoint), {
         method: body === undefined ? 'GET' : 'POST',
         headers: {
           accept: 'application/json',

@@ -296,10 +296,21 @@ export function createPaymentGate(options: PaymentGateOptions): PaymentGate {
     const { authorization } = payment.payload;
     const ttlMs =
       Number(BigInt(authorization.validBefore) * 1000n - BigInt(Math.floor(now()))) + 1000;
-    const release = await replayLock.acquire(
-      authorizationKey(network, terms.asset, authorization),
-      Math.min(Math.max(ttlMs, 1000), MAX_LOCK_MS),
-    );
+    let release: ReleaseLock | undefined;
+    try {
+      release = await replayLock.acquire(
+        authorizationKey(network, terms.asset, authorization),
+        Math.min(Math.max(ttlMs, 1000), MAX_LOCK_MS),
+      );
+    } catch (cause) {
+      // Without the lock a replay cannot be told apart: refuse rather than serve unprotected.
+      const error = new X402Error(
+        'replay_lock_unavailable',
+        'The payment could not be checked against earlier ones (the replay store is unreachable); try again shortly.',
+        { cause },
+      );
+      return { status: 'refused', error, response: refusal(context, error) };
+    }
     if (release === undefined) {
       const error = new X402Error(
         'authorization_used',
@@ -317,7 +328,7 @@ export function createPaymentGate(options: PaymentGateOptions): PaymentGate {
         );
       }
     } catch (error) {
-      await release();
+      await releaseQuietly(release);
       const refused = isX402Error(error)
         ? error
         : new X402Error('facilitator_unavailable', 'The payment facilitator failed.', {
@@ -383,7 +394,7 @@ export function createPaymentGate(options: PaymentGateOptions): PaymentGate {
         return settlement;
       },
       async release() {
-        if (settlement === undefined) await release();
+        if (settlement === undefined) await releaseQuietly(release);
       },
     };
   }
@@ -457,6 +468,15 @@ function resolveNetwork(name: string): `eip155:${number}` {
     );
   }
   return network;
+}
+
+/**
+ * Gives a lock back, ignoring a failure (an unreachable Redis): the authorization then stays
+ * locked until it expires, which refuses a retry but never lets a replay through, and the
+ * answer being sent (an upstream error, a refusal) is not replaced by the lock's error.
+ */
+async function releaseQuietly(release: ReleaseLock): Promise<void> {
+  await release().catch(() => {});
 }
 
 function constant(amount: bigint): Pricing {

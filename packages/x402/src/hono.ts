@@ -50,6 +50,10 @@ export function x402(options: X402MiddlewareOptions): MiddlewareHandler {
       throw error;
     }
     // Hono turns a thrown error into c.res through onError before we get here.
-    c.res = await settleAnswer(decision.payment, c.res);
+    const settled = await settleAnswer(decision.payment, c.res);
+    // Assigning c.res over a response copies the old one's headers onto the new one: a
+    // refusal must not inherit the handler's (content-length, content-encoding, ...).
+    c.res = undefined;
+    c.res = settled;
   };
 }

@@ -68,7 +68,7 @@ export function createPricing(options: PricingOptions = {}): Pricing {
   }
   const compile = (price: ModelPrice, where: string) => ({
     perRequest: parseUsd(price.perRequest ?? '0', decimals, `${where}.perRequest`),
-    // Atomic units per million tokens: prices per million tokens get six more places.
+    // Per-token parts get six more places: millionths of an atomic unit per million tokens.
     input: parseUsd(price.inputPerMillion ?? '0', decimals + 6, `${where}.inputPerMillion`),
     output: parseUsd(price.outputPerMillion ?? '0', decimals + 6, `${where}.outputPerMillion`),
   });
@@ -82,18 +82,19 @@ export function createPricing(options: PricingOptions = {}): Pricing {
   }
   // The longest prefix wins, so `llama3.2*` beats `llama*`.
   prefixes.sort((a, b) => b[0].length - a[0].length);
-  const million = 1_000_000n;
+  // tokens x (millionths of an atomic unit per million tokens) / 10^12 = atomic units.
+  const scale = 1_000_000n * 1_000_000n;
   return function price(request) {
     const model = request.model ?? '';
     const rule =
       exact.get(model) ?? prefixes.find(([prefix]) => model.startsWith(prefix))?.[1] ?? fallback;
     let amount = rule.perRequest;
     if (rule.input > 0n)
-      amount += ceilDiv(BigInt(estimatePromptTokens(request.body)) * rule.input, million);
+      amount += ceilDiv(BigInt(estimatePromptTokens(request.body)) * rule.input, scale);
     if (rule.output > 0n) {
       amount += ceilDiv(
         BigInt(maxCompletionTokens(request.body, defaultMaxTokens)) * rule.output,
-        million,
+        scale,
       );
     }
     return amount;
@@ -103,11 +104,16 @@ export function createPricing(options: PricingOptions = {}): Pricing {
 /**
  * Converts a decimal USD string to integer units with `places` decimal places.
  *
+ * @throws {TypeError} when it is not a string.
  * @throws {RangeError} when it is not a plain non-negative decimal or has too many places.
  * @example
  * parseUsd('0.001', 6); // 1000n
  */
 export function parseUsd(value: string, places: number, name = 'price'): bigint {
+  // Configs parsed from YAML or JSON hand over numbers; a float cannot hold a price exactly.
+  if (typeof value !== 'string') {
+    throw new TypeError(`${name} must be a decimal string like "0.001", not a ${typeof value}.`);
+  }
   const match = /^(\d+)(?:\.(\d+))?$/.exec(value.trim());
   if (!match) {
     throw new RangeError(
@@ -130,8 +136,10 @@ export function parseUsd(value: string, places: number, name = 'price'): bigint 
  * formatUnits(1500n, 6); // '0.0015'
  */
 export function formatUnits(amount: bigint, decimals = 6): string {
+  if (amount < 0n) return `-${formatUnits(-amount, decimals)}`;
+  if (decimals === 0) return amount.toString();
   const text = amount.toString().padStart(decimals + 1, '0');
-  const whole = text.slice(0, -decimals) || '0';
+  const whole = text.slice(0, -decimals);
   const fraction = text.slice(-decimals).replace(/0+$/, '');
   return fraction === '' ? whole : `${whole}.${fraction}`;
 }

@@ -37,7 +37,9 @@ export function createMemoryReplayLock(
   options: { now?: () => number } = {},
 ): ReplayLock & { readonly size: number } {
   const now = options.now ?? Date.now;
-  const held = new Map<string, number>();
+  // Each holder is its own object, so a stale release (after expiry, or a second call) can
+  // tell the lock is no longer its own even when a new holder's expiry is the same ms.
+  const held = new Map<string, { expires: number }>();
   let nextSweep = 0;
   return {
     get size() {
@@ -47,15 +49,15 @@ export function createMemoryReplayLock(
       const at = now();
       if (at >= nextSweep) {
         // Expired entries go in one pass now and then, so the map stays as big as the live locks.
-        for (const [entry, expires] of held) if (expires <= at) held.delete(entry);
+        for (const [entry, holder] of held) if (holder.expires <= at) held.delete(entry);
         nextSweep = at + 10_000;
       }
       const current = held.get(key);
-      if (current !== undefined && current > at) return undefined;
-      const expires = at + Math.max(1, ttlMs);
-      held.set(key, expires);
+      if (current !== undefined && current.expires > at) return undefined;
+      const holder = { expires: at + Math.max(1, ttlMs) };
+      held.set(key, holder);
       return async () => {
-        if (held.get(key) === expires) held.delete(key);
+        if (held.get(key) === holder) held.delete(key);
       };
     },
   };
