@@ -73,6 +73,11 @@ export interface GatewayPayments {
   gate: PaymentGate;
   /** Callers with an API key pay too (otherwise only callers without one do). */
   keyHoldersPay: boolean;
+  /**
+   * Set when prices charge completion tokens: a paid request that names no `max_tokens` was
+   * priced at this many, so it is capped at them.
+   */
+  pricedMaxTokens?: number;
   /** Records a payment as a billing record; returns its id (`py_...`). Must not throw. */
   record?(payment: PaymentInput): string | undefined;
 }
@@ -359,15 +364,23 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
         // Priced from the validated request, as the terms of its unpaid attempt were.
         const context = { resource: c.req.url, price: { model: request.model, body: request } };
         const decision = await payments.gate.authorize(c.req.raw.headers, context);
-        if (decision.status === 'absent') return payments.gate.challenge(context);
-        if (decision.status === 'refused') {
-          requestLogger.info(
-            { code: decision.error.code, reason: decision.error.reason },
-            'payment refused',
+        if (decision.status === 'absent') {
+          return payments.gate.challenge(
+            context,
+            principal.kind === 'payer'
+              ? 'Payment required: pay with x402 (a PAYMENT-SIGNATURE header), or send an API key.'
+              : 'Payment required: this gateway charges key holders too; pay with x402 (a PAYMENT-SIGNATURE header).',
           );
+        }
+        if (decision.status === 'refused') {
+          const { code, reason, message } = decision.error;
+          const line = { code, reason, detail: message };
+          if (decision.response.status >= 500) requestLogger.warn(line, 'payment not processed');
+          else requestLogger.info(line, 'payment refused');
           return decision.response;
         }
         payment = decision.payment;
+        capPaidOutput(operation, request, payments.pricedMaxTokens);
         if (principal.kind === 'payer') {
           principal = access.payer?.(payment.payer) ?? {
             id: `x402:${payment.payer.toLowerCase()}`,
@@ -443,7 +456,7 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
             c.set('outcome', outcome);
             void result.outcome.finally(() => settle(outcome));
             requestLogger.warn(
-              { code: paid.error.code, reason: paid.error.reason },
+              { code: paid.error.code, reason: paid.error.reason, detail: paid.error.message },
               'payment settlement failed',
             );
             return paid.response;
@@ -779,6 +792,15 @@ export function remoteAddress(c: Context<GatewayEnv>): string | null {
   const incoming = (c.env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined)
     ?.incoming;
   return incoming?.socket?.remoteAddress ?? null;
+}
+
+/** Caps a paid request that names no output limit at the tokens it was priced for. */
+function capPaidOutput(operation: Operation, request: object, pricedMaxTokens?: number): void {
+  if (pricedMaxTokens === undefined || operation === 'embeddings') return;
+  const body = request as { max_tokens?: unknown; max_completion_tokens?: unknown };
+  if (body.max_tokens === undefined && body.max_completion_tokens === undefined) {
+    body.max_tokens = pricedMaxTokens;
+  }
 }
 
 /** Whether a request names an API key (checked later); payments are for callers without one. */

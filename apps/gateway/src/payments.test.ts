@@ -237,6 +237,21 @@ describe('x402 payments through the gateway', () => {
     expect(facilitator.calls.verify).toHaveLength(0);
   });
 
+  it('behavior: with completion tokens priced, a paid request without max_tokens is capped at the tokens it paid for', async () => {
+    const { gateway, upstream } = await start({ price: { output_per_million: '1' } });
+    const body = JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: 'Hi' }] });
+    const [terms] = (await termsOf(await post(gateway, {}, body))).accepts;
+    // tenancy.default_max_tokens (1024) at $1 per million: 1024 units.
+    expect(terms!.amount).toBe('1024');
+    const response = await post(
+      gateway,
+      { 'payment-signature': await signPayment(payer, terms!) },
+      body,
+    );
+    expect(response.status).toBe(200);
+    expect(inference(upstream)[0]!.body).toMatchObject({ max_tokens: 1024 });
+  });
+
   it('error: a replayed payment is refused without backend or facilitator work', async () => {
     const { gateway, upstream, facilitator } = await start();
     const [terms] = (await termsOf(await post(gateway))).accepts;

@@ -77,10 +77,14 @@ export function createGatewayPayments(
     description: config.description ?? 'Inference on this Tollgate gateway',
   });
   const network = findNetwork(gate.network);
+  const chargesOutput = [config.price, ...Object.values(config.models)].some(
+    (price) => price.outputPerMillion !== undefined && Number(price.outputPerMillion) > 0,
+  );
   return {
     payments: {
       gate,
       keyHoldersPay: config.keyHoldersPay,
+      ...(chargesOutput ? { pricedMaxTokens: options.defaultMaxTokens } : {}),
       record: options.record,
     },
     summary: {

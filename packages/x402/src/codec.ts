@@ -3,11 +3,9 @@
  * arrive as `PAYMENT-SIGNATURE` (v2) or `X-PAYMENT` (v1); the decoded `x402Version` decides
  * the shape, since some clients send a v2 payload in `X-PAYMENT`.
  */
-import { z } from 'zod';
 import { X402Error } from './errors.js';
-import { type Address, toCaip2 } from './networks.js';
+import { toCaip2 } from './networks.js';
 import type {
-  Authorization,
   ExactEvmPayload,
   PaymentPayloadV1,
   PaymentPayloadV2,
@@ -89,69 +87,80 @@ export function decodeHeader(header: string): unknown {
   }
 }
 
-const address = z
-  .string()
-  .regex(
-    /^0x[0-9a-fA-F]{40}$/,
-    'an address: 0x and 40 hex digits',
-  ) as unknown as z.ZodType<Address>;
-const uint = z
-  .string()
-  .regex(/^(0|[1-9][0-9]{0,77})$/, 'a non-negative integer as a decimal string');
-const hex32 = z
-  .string()
-  .regex(/^0x[0-9a-fA-F]{64}$/, '32 bytes as 0x hex') as unknown as z.ZodType<`0x${string}`>;
-const signature = z
-  .string()
-  .regex(
-    /^0x([0-9a-fA-F]{2}){65,}$/,
+// Hand-written checks rather than a schema library: this module is in every browser bundle
+// of the paying client, and the shapes are small.
+const ADDRESS = /^0x[0-9a-fA-F]{40}$/;
+const UINT = /^(0|[1-9][0-9]{0,77})$/;
+const HEX32 = /^0x[0-9a-fA-F]{64}$/;
+const SIGNATURE = /^0x([0-9a-fA-F]{2}){65,}$/;
+
+function malformed(path: string, what: string): never {
+  throw new X402Error('invalid_payment', `The payment is malformed at ${path}: expected ${what}.`);
+}
+
+function object(value: unknown, path: string): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    malformed(path, 'an object');
+  }
+  return value as Record<string, unknown>;
+}
+
+function text(value: unknown, path: string, pattern?: RegExp, what = 'a string'): string {
+  if (typeof value !== 'string' || (pattern !== undefined && !pattern.test(value))) {
+    malformed(path, what);
+  }
+  return value;
+}
+
+function optionalObject(value: unknown, path: string): void {
+  if (value !== undefined) object(value, path);
+}
+
+function checkExactEvmPayload(value: unknown, path: string): ExactEvmPayload {
+  const payload = object(value, path);
+  text(
+    payload.signature,
+    `${path}.signature`,
+    SIGNATURE,
     'a signature: 0x hex of 65 bytes or more',
-  ) as unknown as z.ZodType<`0x${string}`>;
+  );
+  const authorization = object(payload.authorization, `${path}.authorization`);
+  for (const field of ['from', 'to'] as const) {
+    text(
+      authorization[field],
+      `${path}.authorization.${field}`,
+      ADDRESS,
+      'an address: 0x and 40 hex digits',
+    );
+  }
+  for (const field of ['value', 'validAfter', 'validBefore'] as const) {
+    text(
+      authorization[field],
+      `${path}.authorization.${field}`,
+      UINT,
+      'a non-negative integer as a decimal string',
+    );
+  }
+  text(authorization.nonce, `${path}.authorization.nonce`, HEX32, '32 bytes as 0x hex');
+  return payload as unknown as ExactEvmPayload;
+}
 
-const authorizationSchema: z.ZodType<Authorization> = z.object({
-  from: address,
-  to: address,
-  value: uint,
-  validAfter: uint,
-  validBefore: uint,
-  nonce: hex32,
-});
-
-const exactEvmPayloadSchema: z.ZodType<ExactEvmPayload> = z.object({
-  signature,
-  authorization: authorizationSchema,
-});
-
-const requirementsSchema = z.looseObject({
-  scheme: z.string(),
-  network: z.string(),
-  amount: uint,
-  asset: address,
-  payTo: address,
-  maxTimeoutSeconds: z.number().int().nonnegative(),
-  extra: z.looseObject({ name: z.string(), version: z.string() }),
-});
-
-const resourceSchema = z.looseObject({
-  url: z.string(),
-  description: z.string().optional(),
-  mimeType: z.string().optional(),
-});
-
-const v2Schema = z.looseObject({
-  x402Version: z.literal(2),
-  resource: resourceSchema.optional(),
-  accepted: requirementsSchema,
-  payload: exactEvmPayloadSchema,
-  extensions: z.record(z.string(), z.unknown()).optional(),
-});
-
-const v1Schema = z.looseObject({
-  x402Version: z.literal(1),
-  scheme: z.string(),
-  network: z.string(),
-  payload: exactEvmPayloadSchema,
-});
+function checkRequirements(value: unknown, path: string): PaymentRequirements {
+  const requirements = object(value, path);
+  text(requirements.scheme, `${path}.scheme`);
+  text(requirements.network, `${path}.network`);
+  text(requirements.amount, `${path}.amount`, UINT, 'a non-negative integer as a decimal string');
+  text(requirements.asset, `${path}.asset`, ADDRESS, 'an address: 0x and 40 hex digits');
+  text(requirements.payTo, `${path}.payTo`, ADDRESS, 'an address: 0x and 40 hex digits');
+  const timeout = requirements.maxTimeoutSeconds;
+  if (typeof timeout !== 'number' || !Number.isSafeInteger(timeout) || timeout < 0) {
+    malformed(`${path}.maxTimeoutSeconds`, 'a whole number of seconds');
+  }
+  const extra = object(requirements.extra, `${path}.extra`);
+  text(extra.name, `${path}.extra.name`);
+  text(extra.version, `${path}.extra.version`);
+  return requirements as unknown as PaymentRequirements;
+}
 
 /** A payment read from a request, in one shape whatever its version. */
 export interface DecodedPayment {
@@ -199,40 +208,34 @@ export function parsePayment(value: unknown, header: DecodedPayment['header']): 
         : 'The payment has no x402Version.',
     );
   }
+  const payment = value as Record<string, unknown>;
   if (version === 2) {
-    const parsed = v2Schema.safeParse(value);
-    if (!parsed.success) throw malformed(parsed.error);
-    const raw = parsed.data as unknown as PaymentPayloadV2;
+    if (payment.resource !== undefined) {
+      text(object(payment.resource, 'resource').url, 'resource.url');
+    }
+    optionalObject(payment.extensions, 'extensions');
+    const accepted = checkRequirements(payment.accepted, 'accepted');
+    const raw = payment as unknown as PaymentPayloadV2;
     return {
       x402Version: 2,
       header,
-      scheme: raw.accepted.scheme,
-      network: toCaip2(raw.accepted.network) ?? raw.accepted.network,
-      accepted: raw.accepted,
-      payload: raw.payload,
+      scheme: accepted.scheme,
+      network: toCaip2(accepted.network) ?? accepted.network,
+      accepted,
+      payload: checkExactEvmPayload(payment.payload, 'payload'),
       raw,
     };
   }
-  const parsed = v1Schema.safeParse(value);
-  if (!parsed.success) throw malformed(parsed.error);
-  const raw = parsed.data as unknown as PaymentPayloadV1;
+  const scheme = text(payment.scheme, 'scheme');
+  const network = text(payment.network, 'network');
   return {
     x402Version: 1,
     header,
-    scheme: raw.scheme,
-    network: toCaip2(raw.network) ?? raw.network,
-    payload: raw.payload,
-    raw,
+    scheme,
+    network: toCaip2(network) ?? network,
+    payload: checkExactEvmPayload(payment.payload, 'payload'),
+    raw: payment as unknown as PaymentPayloadV1,
   };
-}
-
-function malformed(error: z.ZodError): X402Error {
-  const issue = error.issues[0];
-  const where = issue && issue.path.length > 0 ? ` at ${issue.path.join('.')}` : '';
-  return new X402Error(
-    'invalid_payment',
-    `The payment is malformed${where}: ${issue?.message ?? 'unexpected shape'}.`,
-  );
 }
 
 /**

@@ -218,7 +218,13 @@ export function createPaymentGate(options: PaymentGateOptions): PaymentGate {
     error: X402Error,
     extraHeaders: Record<string, string> = {},
   ): Response => {
-    const terms = paymentRequired(context, error.message);
+    // A 503's own message names the facilitator's address and what failed there: it is for
+    // the server's log (`error.message`), not for the caller.
+    const message =
+      error.status === 503
+        ? 'Payments cannot be processed right now; try again shortly.'
+        : error.message;
+    const terms = paymentRequired(context, message);
     const headers: Record<string, string> = {
       'content-type': 'application/json',
       'cache-control': 'no-store',
@@ -231,7 +237,7 @@ export function createPaymentGate(options: PaymentGateOptions): PaymentGate {
     if (error.status === 503) headers['retry-after'] = '5';
     const body = {
       error: {
-        message: error.message,
+        message,
         type: error.status === 503 ? 'service_unavailable' : 'invalid_request_error',
         param: null,
         code: error.code,
@@ -265,8 +271,7 @@ export function createPaymentGate(options: PaymentGateOptions): PaymentGate {
   function challenge(context: GateContext, message?: string): Response {
     const terms = paymentRequired(
       context,
-      message ??
-        'Payment required: pay with x402 (a PAYMENT-SIGNATURE header), or send an API key.',
+      message ?? 'Payment required: pay with x402 (a PAYMENT-SIGNATURE header).',
     );
     return new Response(JSON.stringify(terms), {
       status: 402,
