@@ -361,26 +361,9 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
       let principal = c.get('principal')!;
       let payment: VerifiedPayment | undefined;
       if (payments && (principal.kind === 'payer' || payments.keyHoldersPay)) {
-        // Priced from the validated request, as the terms of its unpaid attempt were.
-        const context = { resource: c.req.url, price: { model: request.model, body: request } };
-        const decision = await payments.gate.authorize(c.req.raw.headers, context);
-        if (decision.status === 'absent') {
-          return payments.gate.challenge(
-            context,
-            principal.kind === 'payer'
-              ? 'Payment required: pay with x402 (a PAYMENT-SIGNATURE header), or send an API key.'
-              : 'Payment required: this gateway charges key holders too; pay with x402 (a PAYMENT-SIGNATURE header).',
-          );
-        }
-        if (decision.status === 'refused') {
-          const { code, reason, message } = decision.error;
-          const line = { code, reason, detail: message };
-          if (decision.response.status >= 500) requestLogger.warn(line, 'payment not processed');
-          else requestLogger.info(line, 'payment refused');
-          return decision.response;
-        }
-        payment = decision.payment;
-        capPaidOutput(operation, request, payments.pricedMaxTokens);
+        const taken = await takePayment(c, payments, principal, operation, request);
+        if (taken instanceof Response) return taken;
+        payment = taken;
         if (principal.kind === 'payer') {
           principal = access.payer?.(payment.payer) ?? {
             id: `x402:${payment.payer.toLowerCase()}`,
@@ -792,6 +775,40 @@ export function remoteAddress(c: Context<GatewayEnv>): string | null {
   const incoming = (c.env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined)
     ?.incoming;
   return incoming?.socket?.remoteAddress ?? null;
+}
+
+/**
+ * The payment of a request that must pay: verified (its replay lock held, and the request
+ * capped at the output it was priced for), or the answer to send instead (402 terms, a
+ * refusal, 503).
+ */
+async function takePayment(
+  c: Context<GatewayEnv>,
+  payments: GatewayPayments,
+  principal: Principal,
+  operation: Operation,
+  request: object & { model: string },
+): Promise<VerifiedPayment | Response> {
+  // Priced from the validated request, as the terms of its unpaid attempt were.
+  const context = { resource: c.req.url, price: { model: request.model, body: request } };
+  const decision = await payments.gate.authorize(c.req.raw.headers, context);
+  if (decision.status === 'absent') {
+    return payments.gate.challenge(
+      context,
+      principal.kind === 'payer'
+        ? 'Payment required: pay with x402 (a PAYMENT-SIGNATURE header), or send an API key.'
+        : 'Payment required: this gateway charges key holders too; pay with x402 (a PAYMENT-SIGNATURE header).',
+    );
+  }
+  if (decision.status === 'refused') {
+    const { code, reason, message } = decision.error;
+    const line = { code, reason, detail: message };
+    if (decision.response.status >= 500) c.get('logger').warn(line, 'payment not processed');
+    else c.get('logger').info(line, 'payment refused');
+    return decision.response;
+  }
+  capPaidOutput(operation, request, payments.pricedMaxTokens);
+  return decision.payment;
 }
 
 /** Caps a paid request that names no output limit at the tokens it was priced for. */
