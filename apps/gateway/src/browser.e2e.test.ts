@@ -1,13 +1,22 @@
 /**
  * @tollgate/client in a real browser: Debian's Chromium, driven by playwright-core, loads a
- * page served by this test; the page bundles the client and streams an encrypted completion
- * from a real gateway (another origin, so CORS is exercised too). Skipped when
- * /usr/bin/chromium is absent (`apt-get install chromium`); .ci/run installs it.
+ * page served by this test; the page bundles the client, streams an encrypted completion
+ * from a real gateway and pays for one with x402 on a local chain (another origin, so CORS
+ * is exercised too). Skipped when /usr/bin/chromium is absent (`apt-get install chromium`);
+ * .ci/run installs it.
  */
 import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import {
+  type AnvilChain,
+  anvilAvailable,
+  deployUsdc,
+  startAnvil,
+  startFacilitator,
+  type TestUsdc,
+} from '@tollgate/test-chain';
 import { build } from 'esbuild';
 import { chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,7 +29,8 @@ const REPLY = 'one two three four five six seven eight';
 
 /** The page's script: the client, bundled for the browser, and a function the test calls. */
 const PAGE_SCRIPT = `
-import { createEncryptedFetch } from '@tollgate/client';
+import { createEncryptedFetch, createPayingFetch, getPaymentReceipt } from '@tollgate/client';
+import { privateKeyToAccount } from 'viem/accounts';
 
 window.streamCompletion = async (gatewayUrl, apiKey, format) => {
   const encryptedFetch = createEncryptedFetch({ gatewayUrl, format });
@@ -43,6 +53,17 @@ window.streamCompletion = async (gatewayUrl, apiKey, format) => {
   }
   return { status: response.status, pieces };
 };
+
+window.payForCompletion = async (gatewayUrl, privateKey) => {
+  const payingFetch = createPayingFetch({ signer: privateKeyToAccount(privateKey), maxPrice: '0.01' });
+  const response = await payingFetch(gatewayUrl + '/v1/chat/completions', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'fake-model', messages: [{ role: 'user', content: 'Hello' }] }),
+  });
+  const body = await response.json();
+  return { status: response.status, content: body.choices?.[0]?.message?.content, receipt: getPaymentReceipt(response) };
+};
 `;
 
 describe.skipIf(!existsSync(CHROMIUM))(
@@ -50,6 +71,9 @@ describe.skipIf(!existsSync(CHROMIUM))(
   { timeout: 120_000 },
   () => {
     let gateway: Gateway;
+    let paidGateway: Gateway | undefined;
+    let chain: AnvilChain | undefined;
+    let usdc: TestUsdc;
     let page: Server;
     let pageUrl: string;
     const cleanups: Array<() => Promise<unknown>> = [];
@@ -62,6 +86,28 @@ describe.skipIf(!existsSync(CHROMIUM))(
         },
         (cleanup) => cleanups.push(cleanup),
       ));
+
+      if (anvilAvailable()) {
+        chain = await startAnvil();
+        const started = chain;
+        cleanups.push(() => started.stop());
+        usdc = await deployUsdc(chain);
+        await usdc.mint(chain.accounts[2]!.address, 1_000_000n);
+        const facilitator = await startFacilitator({
+          rpcUrl: chain.rpcUrl,
+          privateKey: chain.accounts[0]!.privateKey,
+        });
+        cleanups.push(() => facilitator.close());
+        ({ gateway: paidGateway } = await startTestGateway(
+          {
+            values: {
+              cors: { origins: ['*'] },
+              payments: { pay_to: chain.accounts[1]!.address, facilitator_url: facilitator.url },
+            },
+          },
+          (cleanup) => cleanups.push(cleanup),
+        ));
+      }
 
       const bundle = await build({
         stdin: {
@@ -149,5 +195,39 @@ describe.skipIf(!existsSync(CHROMIUM))(
         await browser.close();
       }
     });
+
+    it.skipIf(!anvilAvailable())(
+      'behavior: a page pays for a completion with x402 and reads the receipt across origins',
+      async () => {
+        const browser = await chromium.launch({
+          executablePath: CHROMIUM,
+          args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run'],
+        });
+        try {
+          const tab = await browser.newPage();
+          await tab.goto(pageUrl);
+          await tab.waitForFunction(() => 'payForCompletion' in window);
+          const payer = chain!.accounts[2]!;
+          const before = await usdc.balanceOf(payer.address);
+          const result = (await tab.evaluate(
+            ([url, key]) =>
+              (
+                window as unknown as {
+                  payForCompletion(url: string, key: string): Promise<unknown>;
+                }
+              ).payForCompletion(url, key),
+            [paidGateway!.url, payer.privateKey] as const,
+          )) as { status: number; content: string; receipt?: { success: boolean; payer: string } };
+          expect(result).toMatchObject({
+            status: 200,
+            content: 'Hello from the fake upstream.',
+            receipt: { success: true, payer: payer.address },
+          });
+          expect(await usdc.balanceOf(payer.address)).toBe(before - 1000n);
+        } finally {
+          await browser.close();
+        }
+      },
+    );
   },
 );
