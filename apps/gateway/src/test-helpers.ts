@@ -14,12 +14,7 @@ import {
 } from '@tollgate/backends/testing';
 import type { PaymentSigner } from '@tollgate/client';
 import { createPgliteStore, type TenancyStore } from '@tollgate/tenancy';
-import {
-  chainIdOf,
-  encodeHeader,
-  type PaymentRequirements,
-  TRANSFER_WITH_AUTHORIZATION_TYPES,
-} from '@tollgate/x402';
+import { authorizationTypedData, encodeHeader, type PaymentRequirements } from '@tollgate/x402';
 import { APIError } from 'openai';
 import type { DestinationStream } from 'pino';
 import { loadConfig } from './config.js';
@@ -275,21 +270,10 @@ export async function signPayment(
     validBefore: String(change.validBefore ?? now + terms.maxTimeoutSeconds),
     nonce: nonce as `0x${string}`,
   };
+  const typed = authorizationTypedData(terms, authorization);
   const signature = await account.signTypedData({
-    domain: {
-      name: change.domainName ?? terms.extra.name,
-      version: terms.extra.version,
-      chainId: chainIdOf(terms.network)!,
-      verifyingContract: terms.asset,
-    },
-    types: TRANSFER_WITH_AUTHORIZATION_TYPES,
-    primaryType: 'TransferWithAuthorization',
-    message: {
-      ...authorization,
-      value: BigInt(authorization.value),
-      validAfter: BigInt(authorization.validAfter),
-      validBefore: BigInt(authorization.validBefore),
-    },
+    ...typed,
+    domain: { ...typed.domain, name: change.domainName ?? typed.domain.name },
   });
   return encodeHeader({
     x402Version: 2,

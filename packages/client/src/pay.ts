@@ -6,6 +6,7 @@
 import {
   type Address,
   type Authorization,
+  authorizationTypedData,
   decodeHeader,
   encodeHeader,
   findNetwork,
@@ -18,7 +19,7 @@ import {
   type ResourceInfo,
   readPaymentRequired,
   type SettleResponse,
-  TRANSFER_WITH_AUTHORIZATION_TYPES,
+  type TRANSFER_WITH_AUTHORIZATION_TYPES,
 } from '@tollgate/x402';
 import { ClientError, PaymentError } from './errors.js';
 
@@ -368,24 +369,9 @@ export function createPayingFetch(options: PayingFetchOptions): typeof fetch {
     };
     let signature: unknown;
     try {
-      signature = await signer.signTypedData({
-        domain: {
-          name: terms.extra.name,
-          version: terms.extra.version,
-          chainId: network.chainId,
-          verifyingContract: terms.asset,
-        },
-        types: TRANSFER_WITH_AUTHORIZATION_TYPES,
-        primaryType: 'TransferWithAuthorization',
-        message: {
-          from: authorization.from,
-          to: authorization.to,
-          value: BigInt(authorization.value),
-          validAfter: BigInt(authorization.validAfter),
-          validBefore: BigInt(authorization.validBefore),
-          nonce: authorization.nonce,
-        },
-      });
+      signature = await signer.signTypedData(
+        authorizationTypedData({ ...terms, network: network.id }, authorization),
+      );
     } catch (error) {
       throw new PaymentError(
         'signing_failed',

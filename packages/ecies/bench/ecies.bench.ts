@@ -8,6 +8,7 @@
  * Run: `npx tsx packages/ecies/bench/ecies.bench.ts` (BENCH_ROUNDS, BENCH_SECONDS to tune).
  */
 import { webcrypto } from 'node:crypto';
+import { measure as measureFor, row as rowOf } from '../../../bench/timing.js';
 import {
   createChunkedRequestReader,
   createChunkedRequestWriter,
@@ -22,30 +23,9 @@ import {
 
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const seconds = Number(process.env.BENCH_SECONDS ?? 1);
+const measure = (work: () => unknown) => measureFor(work, { rounds, seconds });
+const row = (label: string, micros: number, baseline?: number) => rowOf(label, micros, baseline);
 const subtle = webcrypto.subtle;
-
-/** Runs `work` repeatedly for `seconds`; returns microseconds per call (median of rounds). */
-async function measure(work: () => unknown | Promise<unknown>): Promise<number> {
-  for (let warm = 0; warm < 50; warm++) await work();
-  const results: number[] = [];
-  for (let round = 0; round < rounds; round++) {
-    let calls = 0;
-    const started = performance.now();
-    const deadline = started + seconds * 1000;
-    while (performance.now() < deadline) {
-      await work();
-      calls++;
-    }
-    results.push(((performance.now() - started) * 1000) / calls);
-  }
-  results.sort((a, b) => a - b);
-  return results[Math.floor(results.length / 2)]!;
-}
-
-function row(label: string, micros: number, baseline?: number): string {
-  const ratio = baseline === undefined ? '' : `  x${(micros / baseline).toFixed(1)} the baseline`;
-  return `${label.padEnd(52)} ${micros.toFixed(1).padStart(9)} µs${ratio}`;
-}
 
 async function main(): Promise<void> {
   const request = new Uint8Array(8192).map((_, index) => index % 251);

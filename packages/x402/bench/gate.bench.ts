@@ -9,41 +9,22 @@
  */
 import { generateKeyPairSync, sign, verify } from 'node:crypto';
 import { privateKeyToAccount } from 'viem/accounts';
+import { measure as measureFor, row as rowOf } from '../../../bench/timing.js';
 import {
+  authorizationTypedData,
   checkPayment,
   createPaymentGate,
   encodeHeader,
   type Facilitator,
   type PaymentRequirements,
   readPayment,
-  TRANSFER_WITH_AUTHORIZATION_TYPES,
 } from '../src/index.js';
 
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const seconds = Number(process.env.BENCH_SECONDS ?? 1);
-
-/** Runs `work` repeatedly for `seconds`; returns microseconds per call (median of rounds). */
-async function measure(work: () => unknown | Promise<unknown>): Promise<number> {
-  for (let warm = 0; warm < 50; warm++) await work();
-  const results: number[] = [];
-  for (let round = 0; round < rounds; round++) {
-    let calls = 0;
-    const started = performance.now();
-    const deadline = started + seconds * 1000;
-    while (performance.now() < deadline) {
-      await work();
-      calls++;
-    }
-    results.push(((performance.now() - started) * 1000) / calls);
-  }
-  results.sort((a, b) => a - b);
-  return results[Math.floor(results.length / 2)]!;
-}
-
-function row(label: string, micros: number, baseline?: number): string {
-  const ratio = baseline === undefined ? '' : `  x${(micros / baseline).toFixed(1)} the baseline`;
-  return `${label.padEnd(58)} ${micros.toFixed(1).padStart(9)} µs${ratio}`;
-}
+const measure = (work: () => unknown) => measureFor(work, { rounds, seconds });
+const row = (label: string, micros: number, baseline?: number) =>
+  rowOf(label, micros, baseline, 58);
 
 // A fixed, well-known test key: it never holds real money.
 const account = privateKeyToAccount(
@@ -53,32 +34,16 @@ const payTo = '0x209693Bc6afc0C5328bA36FaF03C514EF312287C';
 
 let nonce = 0n;
 async function payment(terms: PaymentRequirements): Promise<string> {
-  const now = BigInt(Math.floor(Date.now() / 1000));
-  const message = {
+  const now = Math.floor(Date.now() / 1000);
+  const authorization = {
     from: account.address,
     to: terms.payTo,
-    value: BigInt(terms.amount),
-    validAfter: now - 600n,
-    validBefore: now + 3600n,
+    value: terms.amount,
+    validAfter: String(now - 600),
+    validBefore: String(now + 3600),
     nonce: `0x${(++nonce).toString(16).padStart(64, '0')}` as `0x${string}`,
   };
-  const signature = await account.signTypedData({
-    domain: {
-      name: terms.extra.name,
-      version: terms.extra.version,
-      chainId: 84532,
-      verifyingContract: terms.asset,
-    },
-    types: TRANSFER_WITH_AUTHORIZATION_TYPES,
-    primaryType: 'TransferWithAuthorization',
-    message,
-  });
-  const authorization = {
-    ...message,
-    value: String(message.value),
-    validAfter: String(message.validAfter),
-    validBefore: String(message.validBefore),
-  };
+  const signature = await account.signTypedData(authorizationTypedData(terms, authorization));
   return encodeHeader({ x402Version: 2, accepted: terms, payload: { signature, authorization } });
 }
 

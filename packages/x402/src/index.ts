@@ -78,6 +78,7 @@ export type {
   VerifyResponse,
 } from './types.js';
 export {
+  authorizationTypedData,
   type CheckPaymentOptions,
   checkPayment,
   SETTLEMENT_MARGIN_SECONDS,

@@ -7,7 +7,7 @@ import { privateKeyToAccount } from 'viem/accounts';
 import {
   type Address,
   type Authorization,
-  chainIdOf,
+  authorizationTypedData,
   type ExactEvmPayload,
   encodeHeader,
   type FacilitatorRequest,
@@ -16,7 +16,6 @@ import {
   type PaymentPayloadV2,
   type PaymentRequirements,
   type SettleResponse,
-  TRANSFER_WITH_AUTHORIZATION_TYPES,
   type VerifyResponse,
 } from './index.js';
 
@@ -85,24 +84,10 @@ export async function signAuthorization(options: SignOptions): Promise<ExactEvmP
     nonce: nextNonce(),
     ...options.authorization,
   };
+  const typed = authorizationTypedData(terms, authorization);
   const signature = await account.signTypedData({
-    domain: {
-      name: terms.extra.name,
-      version: terms.extra.version,
-      chainId: chainIdOf(terms.network)!,
-      verifyingContract: terms.asset,
-      ...options.domain,
-    },
-    types: TRANSFER_WITH_AUTHORIZATION_TYPES,
-    primaryType: 'TransferWithAuthorization',
-    message: {
-      from: authorization.from,
-      to: authorization.to,
-      value: BigInt(authorization.value),
-      validAfter: BigInt(authorization.validAfter),
-      validBefore: BigInt(authorization.validBefore),
-      nonce: authorization.nonce,
-    },
+    ...typed,
+    domain: { ...typed.domain, ...options.domain },
   });
   return { signature, authorization };
 }

@@ -6,7 +6,7 @@ import { isAddressEqual, recoverTypedDataAddress } from 'viem';
 import type { DecodedPayment } from './codec.js';
 import { X402Error } from './errors.js';
 import { chainIdOf } from './networks.js';
-import type { PaymentRequirements } from './types.js';
+import type { Authorization, PaymentRequirements } from './types.js';
 
 /** EIP-3009's typed data for `transferWithAuthorization`. */
 export const TRANSFER_WITH_AUTHORIZATION_TYPES = {
@@ -19,6 +19,41 @@ export const TRANSFER_WITH_AUTHORIZATION_TYPES = {
     { name: 'nonce', type: 'bytes32' },
   ],
 } as const;
+
+/**
+ * The EIP-712 typed data an authorization is signed as: the asset's domain (name and version
+ * from the terms' `extra`, the chain of their network, the asset as verifying contract) and
+ * the authorization's fields as numbers. What a client signs and what a server recovers.
+ *
+ * @example
+ * ```ts
+ * const signature = await account.signTypedData(authorizationTypedData(terms, authorization));
+ * ```
+ */
+export function authorizationTypedData(
+  terms: Pick<PaymentRequirements, 'network' | 'asset' | 'extra'>,
+  authorization: Authorization,
+) {
+  return {
+    domain: {
+      name: terms.extra.name,
+      version: terms.extra.version,
+      // An unknown network has no chain id: the recovered signer then never matches.
+      chainId: chainIdOf(terms.network) ?? 0,
+      verifyingContract: terms.asset,
+    },
+    types: TRANSFER_WITH_AUTHORIZATION_TYPES,
+    primaryType: 'TransferWithAuthorization' as const,
+    message: {
+      from: authorization.from,
+      to: authorization.to,
+      value: BigInt(authorization.value),
+      validAfter: BigInt(authorization.validAfter),
+      validBefore: BigInt(authorization.validBefore),
+      nonce: authorization.nonce,
+    },
+  };
+}
 
 /**
  * Seconds an authorization must still be valid for when it arrives: the time a settlement
@@ -110,22 +145,7 @@ export async function checkPayment(
     let signer: `0x${string}` | undefined;
     try {
       signer = await recoverTypedDataAddress({
-        domain: {
-          name: requirements.extra.name,
-          version: requirements.extra.version,
-          chainId,
-          verifyingContract: requirements.asset,
-        },
-        types: TRANSFER_WITH_AUTHORIZATION_TYPES,
-        primaryType: 'TransferWithAuthorization',
-        message: {
-          from: authorization.from,
-          to: authorization.to,
-          value: BigInt(authorization.value),
-          validAfter: BigInt(authorization.validAfter),
-          validBefore: BigInt(authorization.validBefore),
-          nonce: authorization.nonce,
-        },
+        ...authorizationTypedData(requirements, authorization),
         signature,
       });
     } catch {
