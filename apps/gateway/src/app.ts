@@ -82,6 +82,17 @@ export interface GatewayPayments {
   record?(payment: PaymentInput): string | undefined;
 }
 
+/**
+ * Serves a parsed inference request through the whole pipeline (see `createApp`); `replyKey`
+ * seals the answer for an Obol caller.
+ */
+export type ServeInference = (
+  c: Context<GatewayEnv>,
+  operation: Operation,
+  body: unknown,
+  options?: { replyKey?: ReturnType<typeof parseReplyKey> },
+) => Promise<Response>;
+
 /** What the inference handler tells the access log about a dispatched request. */
 interface DispatchRecord {
   backend: string;
@@ -323,11 +334,146 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
     await next();
   };
 
+  /**
+   * Serves one inference request whose body has been read: validation, the model check,
+   * payment, admission, dispatch, settlement, and the answer (sealed for an Obol reply key).
+   * Shared by the OpenAI routes and the Ollama-compatible ones, which translate around it.
+   */
+  const serveInference: ServeInference = async (c, operation, body, serveOptions = {}) => {
+    const signal = c.get('signal');
+    const requestId = c.get('requestId');
+    const requestLogger = c.get('logger');
+    const replyKey = serveOptions.replyKey;
+    const request = parseOperationRequest(operation, body);
+    c.set('model', request.model);
+    // An unknown model is a 404 before admission: it must not count against the caller's
+    // limits or leave a usage record.
+    const { contextLength } = await router.ensureModel(request.model);
+    let principal = c.get('principal')!;
+    let payment: VerifiedPayment | undefined;
+    if (payments && (principal.kind === 'payer' || payments.keyHoldersPay)) {
+      const taken = await takePayment(c, payments, principal, operation, request);
+      if (taken instanceof Response) return taken;
+      payment = taken;
+      if (principal.kind === 'payer') {
+        principal = access.payer?.(payment.payer) ?? {
+          id: `x402:${payment.payer.toLowerCase()}`,
+          kind: 'payer',
+          keyId: '',
+        };
+        c.set('principal', principal);
+      }
+    }
+    let admission: Admission;
+    try {
+      admission = await access.admit(principal, {
+        operation,
+        model: request.model,
+        body: request,
+        requestId,
+        ...(contextLength !== undefined ? { contextLength } : {}),
+      });
+    } catch (error) {
+      await payment?.release();
+      throw error;
+    }
+    const settle = (outcome: SettleOutcome) => settleQuietly(admission, outcome, requestLogger);
+    const started = performance.now();
+    let handedOn = false;
+    let result: Awaited<ReturnType<Router['dispatch']>>;
+    try {
+      result = await router.dispatch(operation, request, {
+        signal,
+        requestId,
+        // Only once the body streams to the caller: while it is still being read here, its
+        // failure must reach this handler as an error.
+        onBodyError: (error) => handedOn && cutConnection(c, error),
+      });
+    } catch (error) {
+      await payment?.release();
+      if (signal.aborted) {
+        // The caller left while we waited (queued, or before the upstream answered).
+        const outcome: DispatchOutcome = {
+          status: 'aborted',
+          httpStatus: CLIENT_CLOSED_REQUEST,
+          streamed: false,
+          totalMs: Math.round(performance.now() - started),
+          error,
+        };
+        c.set('outcome', outcome);
+        settle(outcome);
+        return new Response(null, { status: CLIENT_CLOSED_REQUEST });
+      }
+      settle({
+        status: 'failed',
+        httpStatus: isTollgateError(error) ? error.status : 500,
+        error,
+      });
+      throw error;
+    }
+    let headers = admission.headers;
+    let paymentId: string | undefined;
+    if (payment) {
+      const paid = await settlePayment(payment, result.response.status);
+      if (paid) {
+        paymentId = payments!.record?.(paymentRecord(payment, paid, requestId, admission.id));
+        if (!paid.ok) {
+          // Nothing is served unpaid: the upstream's answer is dropped and the refusal sent.
+          await result.response.body?.cancel(paid.error).catch(() => {});
+          const outcome: SettleOutcome = {
+            status: 'failed',
+            httpStatus: paid.response.status,
+            error: paid.error,
+            backend: result.backend,
+            ...(paymentId !== undefined ? { paymentId } : {}),
+          };
+          c.set('outcome', outcome);
+          void result.outcome.finally(() => settle(outcome));
+          requestLogger.warn(
+            { code: paid.error.code, reason: paid.error.reason, detail: paid.error.message },
+            'payment settlement failed',
+          );
+          return paid.response;
+        }
+        headers = { ...headers, ...paid.headers };
+      }
+    }
+    c.set('dispatch', { backend: result.backend, model: result.model, outcome: result.outcome });
+    void result.outcome.then(
+      (outcome) =>
+        settle({
+          ...outcome,
+          backend: result.backend,
+          ...(paymentId !== undefined ? { paymentId } : {}),
+        }),
+      (error: unknown) =>
+        settle({
+          status: 'failed',
+          httpStatus: result.response.status,
+          error,
+          backend: result.backend,
+          ...(paymentId !== undefined ? { paymentId } : {}),
+        }),
+    );
+    if (replyKey) {
+      // The whole answer is sealed at once: a broken body must reach the sealing as an error.
+      const plain = await toClientResponse(result.response, headers, {
+        onBodyError: () => false,
+        handOn: () => {},
+      });
+      return await sealObolReply(plain, replyKey);
+    }
+    return await toClientResponse(result.response, headers, {
+      onBodyError: (error) => cutConnection(c, error),
+      handOn: () => {
+        handedOn = true;
+      },
+    });
+  };
+
   const inference = (operation: Operation) =>
     async function inferenceHandler(c: Context<GatewayEnv>): Promise<Response> {
       const signal = c.get('signal');
-      const requestId = c.get('requestId');
-      const requestLogger = c.get('logger');
       const keys = options.encryptionKeys;
       const obol = keys !== undefined && isObolMediaType(c.req.header('content-type'));
       if (config.encryption?.required && !obol && !wasEncapsulated(c.env)) {
@@ -353,131 +499,7 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
         c.set('outcome', { status: 'failed', httpStatus: CLIENT_CLOSED_REQUEST, error });
         return new Response(null, { status: CLIENT_CLOSED_REQUEST });
       }
-      const request = parseOperationRequest(operation, body);
-      c.set('model', request.model);
-      // An unknown model is a 404 before admission: it must not count against the caller's
-      // limits or leave a usage record.
-      const { contextLength } = await router.ensureModel(request.model);
-      let principal = c.get('principal')!;
-      let payment: VerifiedPayment | undefined;
-      if (payments && (principal.kind === 'payer' || payments.keyHoldersPay)) {
-        const taken = await takePayment(c, payments, principal, operation, request);
-        if (taken instanceof Response) return taken;
-        payment = taken;
-        if (principal.kind === 'payer') {
-          principal = access.payer?.(payment.payer) ?? {
-            id: `x402:${payment.payer.toLowerCase()}`,
-            kind: 'payer',
-            keyId: '',
-          };
-          c.set('principal', principal);
-        }
-      }
-      let admission: Admission;
-      try {
-        admission = await access.admit(principal, {
-          operation,
-          model: request.model,
-          body: request,
-          requestId,
-          ...(contextLength !== undefined ? { contextLength } : {}),
-        });
-      } catch (error) {
-        await payment?.release();
-        throw error;
-      }
-      const settle = (outcome: SettleOutcome) => settleQuietly(admission, outcome, requestLogger);
-      const started = performance.now();
-      let handedOn = false;
-      let result: Awaited<ReturnType<Router['dispatch']>>;
-      try {
-        result = await router.dispatch(operation, request, {
-          signal,
-          requestId,
-          // Only once the body streams to the caller: while it is still being read here, its
-          // failure must reach this handler as an error.
-          onBodyError: (error) => handedOn && cutConnection(c, error),
-        });
-      } catch (error) {
-        await payment?.release();
-        if (signal.aborted) {
-          // The caller left while we waited (queued, or before the upstream answered).
-          const outcome: DispatchOutcome = {
-            status: 'aborted',
-            httpStatus: CLIENT_CLOSED_REQUEST,
-            streamed: false,
-            totalMs: Math.round(performance.now() - started),
-            error,
-          };
-          c.set('outcome', outcome);
-          settle(outcome);
-          return new Response(null, { status: CLIENT_CLOSED_REQUEST });
-        }
-        settle({
-          status: 'failed',
-          httpStatus: isTollgateError(error) ? error.status : 500,
-          error,
-        });
-        throw error;
-      }
-      let headers = admission.headers;
-      let paymentId: string | undefined;
-      if (payment) {
-        const paid = await settlePayment(payment, result.response.status);
-        if (paid) {
-          paymentId = payments!.record?.(paymentRecord(payment, paid, requestId, admission.id));
-          if (!paid.ok) {
-            // Nothing is served unpaid: the upstream's answer is dropped and the refusal sent.
-            await result.response.body?.cancel(paid.error).catch(() => {});
-            const outcome: SettleOutcome = {
-              status: 'failed',
-              httpStatus: paid.response.status,
-              error: paid.error,
-              backend: result.backend,
-              ...(paymentId !== undefined ? { paymentId } : {}),
-            };
-            c.set('outcome', outcome);
-            void result.outcome.finally(() => settle(outcome));
-            requestLogger.warn(
-              { code: paid.error.code, reason: paid.error.reason, detail: paid.error.message },
-              'payment settlement failed',
-            );
-            return paid.response;
-          }
-          headers = { ...headers, ...paid.headers };
-        }
-      }
-      c.set('dispatch', { backend: result.backend, model: result.model, outcome: result.outcome });
-      void result.outcome.then(
-        (outcome) =>
-          settle({
-            ...outcome,
-            backend: result.backend,
-            ...(paymentId !== undefined ? { paymentId } : {}),
-          }),
-        (error: unknown) =>
-          settle({
-            status: 'failed',
-            httpStatus: result.response.status,
-            error,
-            backend: result.backend,
-            ...(paymentId !== undefined ? { paymentId } : {}),
-          }),
-      );
-      if (replyKey) {
-        // The whole answer is sealed at once: a broken body must reach the sealing as an error.
-        const plain = await toClientResponse(result.response, headers, {
-          onBodyError: () => false,
-          handOn: () => {},
-        });
-        return await sealObolReply(plain, replyKey);
-      }
-      return await toClientResponse(result.response, headers, {
-        onBodyError: (error) => cutConnection(c, error),
-        handOn: () => {
-          handedOn = true;
-        },
-      });
+      return serveInference(c, operation, body, replyKey ? { replyKey } : {});
     };
 
   app.post('/v1/chat/completions', authenticate, inference('chat.completions'));
