@@ -302,6 +302,49 @@ describe('loadConfig', () => {
     expect(config.apiKeys).toEqual([]);
   });
 
+  describe('type llamacpp', () => {
+    it('behavior: TOLLGATE_BACKEND_URL is the path of a GGUF file, resolved against the working directory', () => {
+      const cwd = directory({ 'tiny.gguf': 'GGUF' });
+      const config = loadConfig({
+        env: { TOLLGATE_BACKEND_URL: 'tiny.gguf', TOLLGATE_BACKEND_TYPE: 'llamacpp' },
+        cwd,
+      });
+      expect(config.backends).toEqual([
+        { name: 'llamacpp@tiny.gguf', type: 'llamacpp', url: join(cwd, 'tiny.gguf') },
+      ]);
+      expect(config.notices).toEqual([]);
+    });
+
+    it('behavior: the file takes a file: URL, a context size and a number of sequences', () => {
+      const cwd = directory({ 'tiny.gguf': 'GGUF' });
+      const yaml = `backends:\n  - type: llamacpp\n    url: file://${join(cwd, 'tiny.gguf')}\n    context_size: 2048\n    sequences: 2\n`;
+      writeFileSync(join(cwd, 'tollgate.yaml'), yaml);
+      expect(loadConfig({ env: {}, cwd }).backends[0]).toMatchObject({
+        url: join(cwd, 'tiny.gguf'),
+        contextSize: 2048,
+        sequences: 2,
+      });
+    });
+
+    it('error: a missing model file, and a path given for a server type, say what is expected', () => {
+      const cwd = directory();
+      expect(
+        problemsOf({
+          env: { TOLLGATE_BACKEND_URL: 'missing.gguf', TOLLGATE_BACKEND_TYPE: 'llamacpp' },
+          cwd,
+        }),
+      ).toEqual([
+        `backends[0].url: there is no file at ${join(cwd, 'missing.gguf')} (from TOLLGATE_BACKEND_URL="missing.gguf"); type llamacpp takes the path of a GGUF model file`,
+      ]);
+      expect(
+        problemsOf({
+          env: { TOLLGATE_BACKEND_URL: 'models/x.gguf', TOLLGATE_BACKEND_TYPE: 'ollama' },
+          cwd,
+        }),
+      ).toEqual([expect.stringContaining('backends[0].url: must be an http:// or https:// URL')]);
+    });
+  });
+
   describe('payments', () => {
     const payTo = '0x209693Bc6afc0C5328bA36FaF03C514EF312287C';
 

@@ -6,7 +6,8 @@
  * everything else receives a typed {@link Config} and tests never touch the real environment.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { isAbsolute, resolve } from 'node:path';
+import { basename, isAbsolute, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { BackendKind } from '@tollgate/backends';
 import { formatIssuePath } from '@tollgate/protocol';
 import { createPricing, findNetwork, toCaip2 } from '@tollgate/x402';
@@ -121,24 +122,37 @@ const address = z
   .string({ error: 'must be an address: 0x and 40 hex digits' })
   .regex(/^0x[0-9a-fA-F]{40}$/, { error: 'must be an address: 0x and 40 hex digits' });
 
-const BackendSchema = z.strictObject(
-  {
-    name: text().optional(),
-    type: z
-      .enum(BACKEND_TYPES, { error: `must be one of ${BACKEND_TYPES.join(', ')}` })
-      .default('openai'),
-    url: httpUrl,
-    api_key: text().optional(),
-    headers: z
-      .record(z.string(), z.string({ error: 'must be a string' }), {
-        error: 'must be a map of header name to value',
-      })
-      .optional(),
-    models: stringList().optional(),
-    timeout_seconds: positiveSeconds().optional(),
-  },
-  { error: 'must be a map with at least a "url"' },
-);
+const BackendSchema = z
+  .strictObject(
+    {
+      name: text().optional(),
+      type: z
+        .enum(BACKEND_TYPES, { error: `must be one of ${BACKEND_TYPES.join(', ')}` })
+        .default('openai'),
+      // An http(s) URL, or for type llamacpp the path of a GGUF file: checked below, by type.
+      url: text('a URL, or for type llamacpp the path of a GGUF file'),
+      api_key: text().optional(),
+      headers: z
+        .record(z.string(), z.string({ error: 'must be a string' }), {
+          error: 'must be a map of header name to value',
+        })
+        .optional(),
+      models: stringList().optional(),
+      timeout_seconds: positiveSeconds().optional(),
+      context_size: integer(1).optional(),
+      sequences: integer(1, 64).optional(),
+    },
+    { error: 'must be a map with at least a "url"' },
+  )
+  .superRefine((entry, context) => {
+    if (entry.type !== 'llamacpp' && !httpUrl.safeParse(entry.url).success) {
+      context.addIssue({
+        code: 'custom',
+        path: ['url'],
+        message: 'must be an http:// or https:// URL, e.g. http://127.0.0.1:11434',
+      });
+    }
+  });
 
 const ModelLimitSchema = z.strictObject(
   {
@@ -278,6 +292,10 @@ export interface BackendConfig {
   models?: string[];
   /** Per-request timeout in ms. */
   timeoutMs?: number;
+  /** Type llamacpp: tokens of context per sequence (default: the model's own, capped). */
+  contextSize?: number;
+  /** Type llamacpp: requests generated at once; more wait in a queue. */
+  sequences?: number;
 }
 
 /** Concurrency limit of one model. */
@@ -655,8 +673,9 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   result.data.backends.forEach((backend, index) => {
     // The commonest quick-start slip: a server's root URL given for type openai, whose URL is
     // the API base. Only a hint: some OpenAI-compatible APIs live under other paths.
+    if (backend.type !== 'openai') return;
     const path = new URL(backend.url).pathname;
-    if (backend.type === 'openai' && (path === '' || path === '/')) {
+    if (path === '' || path === '/') {
       const source = sources.get(`backends[${index}].url`);
       notices.push(
         `backends[${index}].url${source ? ` (from ${source})` : ''} has no path, but for type openai it is the API base, usually ending in /v1 (e.g. ${new URL('/v1', backend.url).href}). If requests get 404s, add /v1, or set the server's type (TOLLGATE_BACKEND_TYPE=ollama, llama-server, vllm, lm-studio, mlx), whose URL is the root.`,
@@ -678,8 +697,23 @@ function toConfig(
 ): Config {
   const names = new Map<string, number>();
   const backends = file.backends.map((entry, index): BackendConfig => {
-    const url = new URL(entry.url);
-    const name = entry.name ?? `${entry.type}@${url.host}`;
+    // Type llamacpp names a GGUF file (a path, relative to the working directory, or a
+    // file: URL) instead of a server.
+    const url =
+      entry.type === 'llamacpp'
+        ? resolve(cwd, entry.url.startsWith('file:') ? fileURLToPath(entry.url) : entry.url)
+        : entry.url;
+    if (entry.type === 'llamacpp' && !existsSync(url)) {
+      const source = sources.get(`backends[${index}].url`);
+      problems.push(
+        `backends[${index}].url: there is no file at ${url}${source ? ` (from ${source})` : ''}; type llamacpp takes the path of a GGUF model file`,
+      );
+    }
+    const name =
+      entry.name ??
+      (entry.type === 'llamacpp'
+        ? `llamacpp@${basename(url)}`
+        : `${entry.type}@${new URL(url).host}`);
     const previous = names.get(name);
     if (previous !== undefined) {
       const source = sources.get(`backends[${index}]`);
@@ -688,11 +722,13 @@ function toConfig(
       );
     }
     names.set(name, index);
-    const backend: BackendConfig = { name, type: entry.type, url: entry.url };
+    const backend: BackendConfig = { name, type: entry.type, url };
     if (entry.api_key !== undefined) backend.apiKey = entry.api_key;
     if (entry.headers !== undefined) backend.headers = entry.headers;
     if (entry.models !== undefined) backend.models = entry.models;
     if (entry.timeout_seconds !== undefined) backend.timeoutMs = entry.timeout_seconds * 1000;
+    if (entry.context_size !== undefined) backend.contextSize = entry.context_size;
+    if (entry.sequences !== undefined) backend.sequences = entry.sequences;
     return backend;
   });
   const models: Record<string, ModelLimitConfig> = {};
