@@ -38,6 +38,7 @@ import {
 } from './encryption.js';
 import type { Logger } from './logger.js';
 import { addOhttpGateway, wasEncapsulated } from './ohttp-gateway.js';
+import { addOllamaRoutes } from './ollama-api.js';
 import type { ReplayGuard } from './replay.js';
 
 /** Options for {@link createApp}. */
@@ -172,6 +173,13 @@ const ROUTES: Record<string, string[]> = {
   '/v1/enclave/pubkey': ['GET', 'HEAD'],
   '/.well-known/ohttp-gateway': ['GET', 'HEAD', 'POST'],
   '/v1/attestation': ['GET', 'HEAD'],
+  '/api/chat': ['POST'],
+  '/api/generate': ['POST'],
+  '/api/embed': ['POST'],
+  '/api/embeddings': ['POST'],
+  '/api/tags': ['GET', 'HEAD'],
+  '/api/ps': ['GET', 'HEAD'],
+  '/api/version': ['GET', 'HEAD'],
 };
 
 /**
@@ -505,6 +513,13 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
   app.post('/v1/chat/completions', authenticate, inference('chat.completions'));
   app.post('/v1/completions', authenticate, inference('completions'));
   app.post('/v1/embeddings', authenticate, inference('embeddings'));
+  addOllamaRoutes(app, {
+    authenticate,
+    serveInference,
+    router,
+    now,
+    encryptionRequired: config.encryption?.required === true,
+  });
 
   app.get('/v1/models', authenticate, async function listModels(c) {
     const models = await router.listModels();
@@ -607,7 +622,7 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
     errorResponse(
       new TollgateError(
         'route_not_found',
-        `Unknown route ${c.req.method} ${c.req.path}. This gateway serves POST /v1/chat/completions, POST /v1/completions, POST /v1/embeddings, GET /v1/models, GET /v1/enclave/pubkey, GET and POST /.well-known/ohttp-gateway, GET /health and GET /health/ready.`,
+        `Unknown route ${c.req.method} ${c.req.path}. This gateway serves POST /v1/chat/completions, POST /v1/completions, POST /v1/embeddings, GET /v1/models, the Ollama API (POST /api/chat, POST /api/generate, POST /api/embed, GET /api/tags, GET /api/ps, GET /api/version), GET /v1/enclave/pubkey, GET and POST /.well-known/ohttp-gateway, GET /health and GET /health/ready.`,
       ),
     ),
   );
