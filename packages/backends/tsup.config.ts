@@ -1,3 +1,4 @@
+import { copyFile } from 'node:fs/promises';
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
@@ -7,4 +8,8 @@ export default defineConfig({
   dts: true,
   sourcemap: true,
   clean: true,
+  // The fake llama-server is a program that tests run with `node`, not a module to bundle.
+  async onSuccess() {
+    await copyFile('src/testing/fake-llama-server.mjs', 'dist/testing/fake-llama-server.mjs');
+  },
 });

@@ -24,6 +24,11 @@
  * await fake.close();
  * ```
  */
+export {
+  FAKE_LLAMA_SERVER_PATH,
+  type FakeLlamaServerFlags,
+  fakeLlamaServerCommand,
+} from './fake-llama-server-command.js';
 export { FAKE_CONTEXT_LENGTH, FAKE_VERSIONS } from './fake-openai.js';
 export {
   type FakeUpstream,
