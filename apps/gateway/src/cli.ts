@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { FIRST_KEY_HELP } from './access.js';
 import { keysCommand, tenantsCommand, usageCommand } from './cli-admin.js';
+import { discoverCommand } from './cli-discover.js';
 import { encryptionCommand } from './cli-encryption.js';
 import { isConfigError, loadConfig } from './config.js';
 import { createLogger } from './logger.js';
@@ -27,6 +28,7 @@ Usage:
 
 Commands:
   serve        Start the gateway
+  discover     Find the LLM servers running on this machine
   tenants      Create, list, change and delete tenants and their limits
   keys         Issue, list, rotate and revoke API keys
   usage        Show usage by tenant, model or day (table, JSON or CSV)
@@ -68,7 +70,11 @@ Options:
 Environment (overrides the config file; flags override both):
   TOLLGATE_BACKEND_URL   The server to forward to: its root URL, e.g. http://127.0.0.1:11434
                          (for type openai, the API base including /v1)
-  TOLLGATE_BACKEND_TYPE  openai (default), ollama, llama-server, vllm, lm-studio, mlx
+  TOLLGATE_BACKEND_TYPE  openai (default), ollama, llama-server, vllm, lm-studio, mlx, or llamacpp
+                         (then TOLLGATE_BACKEND_URL is the path of a GGUF file, run in-process)
+                         With no backend configured, the gateway serves the servers it finds on
+                         this machine ("tollgate discover" shows them).
+  TOLLGATE_DISCOVERY_PORTS  More ports for discovery: "port[:label],..."
   TOLLGATE_API_KEYS      Comma-separated static keys (each an unlimited tenant), sent as
                          "Authorization: Bearer <key>". Issued keys: "tollgate keys --help".
                          With no keys and no tenants at all the gateway only runs on a loopback
@@ -143,9 +149,11 @@ async function main(argv: string[]): Promise<number> {
       return usageCommand(rest, io);
     case 'encryption':
       return encryptionCommand(rest, io);
+    case 'discover':
+      return discoverCommand(rest, io);
     default:
       return usageError(
-        `unknown command "${command}" (available: serve, tenants, keys, usage, encryption)`,
+        `unknown command "${command}" (available: serve, discover, tenants, keys, usage, encryption)`,
         'main',
       );
   }
@@ -236,25 +244,39 @@ async function serveCommand(args: string[]): Promise<number> {
   process.stderr.write(
     `tollgate: listening on ${gateway.url} (OpenAI base URL: ${gateway.url}/v1)\n`,
   );
-  if (config.backends.length === 0) {
+  if (gateway.discoveryRan && gateway.discovered.length === 0) {
     const advice =
-      'No backend is configured, so requests cannot be served yet (GET /health/ready answers 503). ' +
-      'Set TOLLGATE_BACKEND_URL (and TOLLGATE_BACKEND_TYPE), e.g. ' +
-      'TOLLGATE_BACKEND_URL=http://127.0.0.1:11434 TOLLGATE_BACKEND_TYPE=ollama, ' +
-      'or list backends in tollgate.yaml (see docs/configuration.md). ' +
-      'Automatic discovery of local servers comes in a later release.';
+      'No backend is configured and discovery found no inference server on this machine, so requests cannot be served yet (GET /health/ready answers 503). ' +
+      'Start one (e.g. "ollama serve") and restart the gateway, add its port with TOLLGATE_DISCOVERY_PORTS=port[:label], or set TOLLGATE_BACKEND_URL (and TOLLGATE_BACKEND_TYPE), ' +
+      'e.g. TOLLGATE_BACKEND_URL=http://127.0.0.1:11434 TOLLGATE_BACKEND_TYPE=ollama, or list backends in tollgate.yaml (see docs/backends.md).';
+    logger.warn(advice);
+    process.stderr.write(`tollgate: ${advice}\n`);
+  } else if (gateway.router.status().length === 0) {
+    const advice =
+      'No backend is configured and discovery is off, so requests cannot be served yet (GET /health/ready answers 503). ' +
+      'Set TOLLGATE_BACKEND_URL (and TOLLGATE_BACKEND_TYPE) or list backends in tollgate.yaml (see docs/backends.md).';
     logger.warn(advice);
     process.stderr.write(`tollgate: ${advice}\n`);
   } else {
     // Probe once now so the start-up lines say what is actually reachable.
     await gateway.router.refresh().catch(() => {});
+    if (gateway.discoveryRan) {
+      const found = `no backend is configured: serving the ${gateway.discovered.length} server(s) discovery found on this machine (tollgate discover lists them; configure backends to choose)`;
+      logger.info({ discovered: gateway.discovered.map((server) => server.url) }, found);
+      process.stderr.write(`tollgate: ${found}\n`);
+    }
     for (const backend of gateway.router.status()) {
       const entry = config.backends.find((candidate) => candidate.name === backend.name);
+      const url =
+        entry?.url ??
+        gateway.discovered.find(
+          (server) => backend.name === `${server.type}@${server.host}:${server.port}`,
+        )?.url;
       logger.info(
         {
           backend: backend.name,
           kind: backend.kind,
-          url: entry?.url,
+          url,
           state: backend.state,
           models: backend.models,
           detail: backend.lastHealth?.ok === false ? backend.lastHealth.detail : undefined,
@@ -262,7 +284,7 @@ async function serveCommand(args: string[]): Promise<number> {
         'backend',
       );
       process.stderr.write(
-        `tollgate: backend ${backend.name} (${backend.kind}, ${entry?.url ?? '?'}): ${backend.state}, models: ${backend.models.join(', ') || 'none yet'}\n`,
+        `tollgate: backend ${backend.name} (${backend.kind}, ${url ?? '?'}): ${backend.state}, models: ${backend.models.join(', ') || 'none yet'}\n`,
       );
     }
   }

@@ -283,23 +283,51 @@ describe('loadConfig', () => {
     );
   });
 
-  it('behavior: variables of later features are accepted with a notice; unknown ones get a hint', () => {
+  it('behavior: unknown variables are ignored with a notice that suggests the closest name', () => {
     const config = loadConfig({
-      env: {
-        TOLLGATE_DISCOVERY_PORTS: '8080:llama',
-        TOLLGATE_API_KEY: 'typo',
-        OTHER: 'ignored',
-      },
+      env: { TOLLGATE_API_KEY: 'typo', TOLLGATE_DISCOVERY_PORT: '9000', OTHER: 'ignored' },
       cwd: directory(),
     });
-    expect(config.notices).toHaveLength(2);
-    expect(config.notices).toContain(
-      'TOLLGATE_DISCOVERY_PORTS is set, but this version of the gateway does not use it yet; it is ignored.',
-    );
-    expect(config.notices).toContain(
+    expect(config.notices).toEqual([
       'Unknown environment variable TOLLGATE_API_KEY is ignored (did you mean TOLLGATE_API_KEYS?).',
-    );
+      'Unknown environment variable TOLLGATE_DISCOVERY_PORT is ignored (did you mean TOLLGATE_DISCOVERY_PORTS?).',
+    ]);
     expect(config.apiKeys).toEqual([]);
+  });
+
+  describe('discovery', () => {
+    it('behavior: on by default; TOLLGATE_DISCOVERY_PORTS adds ports with labels', () => {
+      expect(loadConfig({ env: {}, cwd: directory() }).discovery).toEqual({
+        enabled: true,
+        ports: [],
+      });
+      const config = loadConfig({
+        env: { TOLLGATE_DISCOVERY_PORTS: '9000:vllm-box, 9001' },
+        cwd: directory(),
+      });
+      expect(config.discovery.ports).toEqual([{ port: 9000, label: 'vllm-box' }, { port: 9001 }]);
+    });
+
+    it('behavior: the file takes a list of ports, a CIDR range, a timeout, or turns it off', () => {
+      const cwd = directory({
+        'tollgate.yaml':
+          'discovery:\n  enabled: false\n  ports: [9000, "9001:lab"]\n  cidr: 10.0.0.0/30\n  timeout_ms: 200\n',
+      });
+      expect(loadConfig({ env: {}, cwd }).discovery).toEqual({
+        enabled: false,
+        ports: [{ port: 9000 }, { port: 9001, label: 'lab' }],
+        cidr: '10.0.0.0/30',
+        timeoutMs: 200,
+      });
+    });
+
+    it('error: bad ports and too large a range are refused', () => {
+      expect(
+        problemsOf({ env: { TOLLGATE_DISCOVERY_PORTS: '99999' }, cwd: directory() })[0],
+      ).toMatch(/^discovery\.ports: .*\(from TOLLGATE_DISCOVERY_PORTS="99999"\)$/);
+      const cwd = directory({ 'tollgate.yaml': 'discovery:\n  cidr: 10.0.0.0/8\n' });
+      expect(problemsOf({ env: {}, cwd })[0]).toMatch(/^discovery\.cidr: /);
+    });
   });
 
   describe('type llamacpp', () => {

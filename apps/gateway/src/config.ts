@@ -9,6 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { basename, isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BackendKind } from '@tollgate/backends';
+import { type DiscoveryPort, expandCidr, parseDiscoveryPorts } from '@tollgate/discovery';
 import { formatIssuePath } from '@tollgate/protocol';
 import { createPricing, findNetwork, toCaip2 } from '@tollgate/x402';
 import { LineCounter, parseDocument } from 'yaml';
@@ -237,6 +238,16 @@ export const ConfigFileSchema = z.strictObject(
         })
         .default({}),
     }),
+    discovery: section({
+      enabled: z.boolean({ error: 'must be true or false' }).default(true),
+      ports: z
+        .union([z.string(), z.array(z.union([z.number(), z.string()]))], {
+          error: 'must be "port[:label],..." or a list of ports (8080 or "8080:label")',
+        })
+        .optional(),
+      cidr: text('an IPv4 range like 192.168.1.0/28').optional(),
+      timeout_ms: integer(1, 60_000).optional(),
+    }),
     payments: section({
       pay_to: address.optional(),
       network: text('a CAIP-2 network id, e.g. eip155:84532').default('eip155:84532'),
@@ -365,6 +376,16 @@ export interface Config {
     /** Hex: what the operator declares it serves (e.g. the model file's SHA-256), bound into the evidence. */
     modelHash?: string;
   };
+  discovery: {
+    /** Look for local servers when no backend is configured. @default true */
+    enabled: boolean;
+    /** Ports probed besides the well-known ones. @default [] */
+    ports: DiscoveryPort[];
+    /** Opt-in: an IPv4 range to scan too (at most 256 addresses). */
+    cidr?: string;
+    /** Per probe. @default the discovery package's (500 ms) */
+    timeoutMs?: number;
+  };
   /** x402 pay-per-request; absent when off (no `pay_to`). */
   payments?: PaymentsConfig;
   tenancy: {
@@ -465,15 +486,13 @@ const ENV_USED = new Set([
   'TOLLGATE_DATABASE_URL',
   'TOLLGATE_REDIS_URL',
   'TOLLGATE_ENCRYPTION_REQUIRED',
+  'TOLLGATE_DISCOVERY_PORTS',
   'TOLLGATE_X402_PAY_TO',
   'TOLLGATE_X402_NETWORK',
   'TOLLGATE_X402_PRICE',
   'TOLLGATE_X402_FACILITATOR_URL',
   'TOLLGATE_X402_VERIFY_ONLY',
 ]);
-
-/** Environment variables of features that come later: accepted, not used yet. */
-const ENV_LATER = new Set(['TOLLGATE_DISCOVERY_PORTS']);
 
 // Named but never echoed in problem lines: keys, and URLs that may carry passwords.
 const SECRET_ENV = new Set([
@@ -583,6 +602,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     if (text !== undefined) setInSection(name, section, field, convert(text));
   };
   fromEnvIn('TOLLGATE_ENCRYPTION_REQUIRED', 'encryption', 'required', booleanWord);
+  fromEnvIn('TOLLGATE_DISCOVERY_PORTS', 'discovery', 'ports');
   fromEnvIn('TOLLGATE_X402_PAY_TO', 'payments', 'pay_to');
   fromEnvIn('TOLLGATE_X402_NETWORK', 'payments', 'network');
   fromEnvIn('TOLLGATE_X402_FACILITATOR_URL', 'payments', 'facilitator_url');
@@ -633,16 +653,10 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   }
   for (const name of Object.keys(env)) {
     if (!name.startsWith('TOLLGATE_') || value(name) === undefined || ENV_USED.has(name)) continue;
-    if (ENV_LATER.has(name)) {
-      notices.push(
-        `${name} is set, but this version of the gateway does not use it yet; it is ignored.`,
-      );
-    } else {
-      const guess = closest(name, [...ENV_USED, ...ENV_LATER]);
-      notices.push(
-        `Unknown environment variable ${name} is ignored${guess ? ` (did you mean ${guess}?)` : ''}.`,
-      );
-    }
+    const guess = closest(name, [...ENV_USED]);
+    notices.push(
+      `Unknown environment variable ${name} is ignored${guess ? ` (did you mean ${guess}?)` : ''}.`,
+    );
   }
 
   // 3. Flags.
@@ -767,6 +781,7 @@ function toConfig(
         ? { modelHash: file.attestation.model_hash }
         : {}),
     },
+    discovery: toDiscoveryConfig(file.discovery, sources, problems),
     tenancy: {
       defaultMaxTokens: file.tenancy.default_max_tokens,
       keyCacheMs: file.tenancy.key_cache_seconds * 1000,
@@ -780,6 +795,37 @@ function toConfig(
   const payments = toPaymentsConfig(file.payments, sources, problems);
   if (payments) config.payments = payments;
   return config;
+}
+
+function toDiscoveryConfig(
+  section: ConfigFile['discovery'],
+  sources: Map<string, string>,
+  problems: string[],
+): Config['discovery'] {
+  const discovery: Config['discovery'] = { enabled: section.enabled, ports: [] };
+  const ports = section.ports;
+  if (ports !== undefined) {
+    try {
+      discovery.ports = parseDiscoveryPorts(
+        typeof ports === 'string' ? ports : ports.map(String).join(','),
+      );
+    } catch (error) {
+      const source = sources.get('discovery.ports');
+      problems.push(
+        `discovery.ports: ${(error as Error).message}${source ? ` (from ${source})` : ''}`,
+      );
+    }
+  }
+  if (section.cidr !== undefined) {
+    try {
+      expandCidr(section.cidr);
+      discovery.cidr = section.cidr;
+    } catch (error) {
+      problems.push(`discovery.cidr: ${(error as Error).message}`);
+    }
+  }
+  if (section.timeout_ms !== undefined) discovery.timeoutMs = section.timeout_ms;
+  return discovery;
 }
 
 function toPaymentsConfig(

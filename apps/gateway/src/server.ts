@@ -12,6 +12,7 @@ import {
   type ModelConcurrency,
   type Router,
 } from '@tollgate/backends';
+import type { DiscoveredServer, discover } from '@tollgate/discovery';
 import type { KeySet } from '@tollgate/ecies';
 import type { Tenancy, TenancyStore } from '@tollgate/tenancy';
 import type { Hono } from 'hono';
@@ -21,6 +22,7 @@ import { createApp, describeError, type GatewayEnv } from './app.js';
 import { createStubAttestor, createTsmAttestor } from './attestation.js';
 import { type Config, ConfigError } from './config.js';
 import { keySetPath, loadOrCreateKeySet } from './encryption.js';
+import { type LocalBackends, openLocalBackends, type RouterEntry } from './local-backends.js';
 import { createLogger, type Logger } from './logger.js';
 import { createGatewayPayments } from './payments.js';
 import { createMemoryReplayGuard, createRedisReplayGuard } from './replay.js';
@@ -40,7 +42,13 @@ export interface StartGatewayOptions {
    * e.g. one in-memory PGlite shared by many gateways); it is not closed with the gateway.
    */
   store?: TenancyStore;
+  /** Replaces the scan of this machine when no backend is configured (tests). */
+  discover?: typeof discover;
 }
+
+/** Why a gateway that looked for servers and found none is not ready, and what to do. */
+const NOTHING_FOUND =
+  'no backend configured and discovery found no inference server on this machine: start one (e.g. "ollama serve" or llama-server) and restart the gateway, add ports with TOLLGATE_DISCOVERY_PORTS, or set TOLLGATE_BACKEND_URL';
 
 /** A running gateway. */
 export interface Gateway {
@@ -53,6 +61,10 @@ export interface Gateway {
   tenancy: Tenancy;
   /** Whether callers without a key were let in at start (no keys and no tenants existed). */
   openAccess: boolean;
+  /** The servers discovery found and serves, when nothing was configured (else empty). */
+  discovered: DiscoveredServer[];
+  /** Whether discovery ran (no backend was configured and discovery is enabled). */
+  discoveryRan: boolean;
   /** The Node server. */
   server: Server;
   /** Requests being served now. */
@@ -160,7 +172,24 @@ export async function startGateway(
 
   // Backends built here share one keep-alive pool with no headers or body timeout.
   const upstream = options.router ? undefined : createUpstreamFetch();
-  const router = options.router ?? buildRouter(config, logger, upstream?.fetch);
+  let local: LocalBackends | undefined;
+  if (!options.router) {
+    try {
+      local = await openLocalBackends(config, {
+        logger,
+        ...(upstream ? { upstreamFetch: upstream.fetch } : {}),
+        ...(options.discover ? { discover: options.discover } : {}),
+      });
+    } catch (error) {
+      await upstream?.close();
+      await replayGuard.close();
+      await paid?.close();
+      await opened.close();
+      throw error;
+    }
+  }
+  const router =
+    options.router ?? buildRouter(config, logger, upstream?.fetch, local?.entries ?? []);
   const admin =
     config.adminKey === undefined
       ? undefined
@@ -192,8 +221,11 @@ export async function startGateway(
         ? { modelHash: new Uint8Array(Buffer.from(config.attestation.modelHash, 'hex')) }
         : {}),
     },
-    notReady: () =>
-      tenancy.healthy ? undefined : 'usage records cannot be written: the database is unreachable',
+    notReady: () => {
+      if (!tenancy.healthy) return 'usage records cannot be written: the database is unreachable';
+      if (local?.discoveryRan && local.discovered.length === 0) return NOTHING_FOUND;
+      return undefined;
+    },
   });
 
   let closing = false;
@@ -246,6 +278,7 @@ export async function startGateway(
     server.once('listening', onListening);
   }).catch(async (error: unknown) => {
     await router.close();
+    await local?.close();
     await upstream?.close();
     await replayGuard.close();
     await paid?.close();
@@ -281,6 +314,7 @@ export async function startGateway(
         await allClosed;
       }
       await router.close();
+      await local?.close();
       await upstream?.close();
       await replayGuard.close();
       await paid?.close();
@@ -305,6 +339,8 @@ export async function startGateway(
     router,
     tenancy,
     openAccess,
+    discovered: local?.discovered ?? [],
+    discoveryRan: local?.discoveryRan ?? false,
     server,
     inFlight: () => inFlight,
     close,
@@ -315,8 +351,15 @@ export async function startGateway(
  * Builds the backends and the router from the configuration; router events go to `logger`.
  * `upstreamFetch` is the fetch every backend uses (default: the global one).
  */
-export function buildRouter(config: Config, logger?: Logger, upstreamFetch?: typeof fetch): Router {
-  const backends = config.backends.map((entry) => {
+export function buildRouter(
+  config: Config,
+  logger?: Logger,
+  upstreamFetch?: typeof fetch,
+  extra: RouterEntry[] = [],
+): Router {
+  // Type llamacpp is no server: openLocalBackends builds it (with the optional package).
+  const servers = config.backends.filter((entry) => entry.type !== 'llamacpp');
+  const backends: RouterEntry[] = servers.map((entry) => {
     const backend: Backend = createBackend({
       type: entry.type,
       url: entry.url,
@@ -328,6 +371,7 @@ export function buildRouter(config: Config, logger?: Logger, upstreamFetch?: typ
     });
     return entry.models ? { backend, models: entry.models } : { backend };
   });
+  backends.push(...extra);
   const concurrency: Record<string, ModelConcurrency> = {};
   for (const [model, limit] of Object.entries(config.models)) concurrency[model] = { ...limit };
   return createRouter({
