@@ -3,6 +3,7 @@
  * admin key. JSON in snake_case (users script against these shapes: keep them stable).
  */
 import { hash, timingSafeEqual } from 'node:crypto';
+import type { SupervisedModelStatus, Supervisor } from '@tollgate/backends';
 import { formatIssuePath, TollgateError } from '@tollgate/protocol';
 import {
   type ActorContext,
@@ -27,6 +28,8 @@ export interface AdminOptions {
   adminKey: string;
   /** Called after a tenant was created (the gateway stops running open). */
   onTenantCreated?: (tenant: Tenant) => void;
+  /** The model servers started on demand, for /admin/models (absent: none are configured). */
+  supervisor?: Supervisor;
   /** @default Date.now */
   now?: () => number;
 }
@@ -246,6 +249,26 @@ const issueKeyBody = z.strictObject({
   expires_at: z.union([z.iso.datetime({ offset: true }), z.null()]).optional(),
 });
 const rotateKeyBody = z.strictObject({ grace_seconds: z.number().optional() });
+const loadModelBody = z.strictObject({ flags: z.array(z.string()).optional() });
+const unloadModelBody = z.strictObject({ force: z.boolean().optional() });
+
+/** A supervised model as the admin API shows it. */
+export function modelJson(status: SupervisedModelStatus) {
+  return {
+    id: status.id,
+    object: 'model.server' as const,
+    type: status.type,
+    state: status.state,
+    port: status.port ?? null,
+    pid: status.pid ?? null,
+    memory_estimate_bytes: status.memoryEstimateBytes ?? null,
+    context_size: status.contextSize ?? null,
+    idle_ms: status.idleMs ?? null,
+    in_flight: status.inFlight,
+    flags: status.flags,
+    last_error: status.lastError ?? null,
+  };
+}
 
 async function readBody<T>(c: Context<GatewayEnv>, schema: z.ZodType<T>): Promise<T> {
   const text = await c.req.text();
@@ -450,6 +473,43 @@ export function createAdminApp(options: AdminOptions): Hono<GatewayEnv> {
       ...(limit !== undefined ? { limit } : {}),
     });
     return c.json({ object: 'list', data: entries.map(auditJson) });
+  });
+
+  // Model servers started on demand: their state, and loading or unloading one by hand.
+  const supervisorOf = (): Supervisor => {
+    if (!options.supervisor) {
+      throw new TollgateError(
+        'not_found',
+        'No model server is started on demand here: give a model a "command" under models: in tollgate.yaml (see docs/backends.md).',
+      );
+    }
+    return options.supervisor;
+  };
+  admin.get('/models', (c) => {
+    const supervisor = options.supervisor;
+    const memory = supervisor?.memory();
+    return c.json({
+      object: 'list',
+      data: supervisor ? supervisor.status().map(modelJson) : [],
+      memory: memory
+        ? { budget_bytes: memory.budgetBytes ?? null, used_bytes: memory.usedBytes }
+        : null,
+    });
+  });
+  admin.post('/models/:id{.+}/load', async (c) => {
+    const body = await readBody(c, loadModelBody);
+    const status = await supervisorOf().load(c.req.param('id'), {
+      ...(body.flags ? { flags: body.flags } : {}),
+      signal: c.get('signal'),
+    });
+    return c.json(modelJson(status));
+  });
+  admin.post('/models/:id{.+}/unload', async (c) => {
+    const body = await readBody(c, unloadModelBody);
+    const status = await supervisorOf().unload(c.req.param('id'), {
+      ...(body.force !== undefined ? { force: body.force } : {}),
+    });
+    return c.json(modelJson(status));
   });
 
   admin.get('/payments', async (c) => {

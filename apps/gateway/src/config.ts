@@ -142,6 +142,7 @@ const BackendSchema = z
       timeout_seconds: positiveSeconds().optional(),
       context_size: integer(1).optional(),
       sequences: integer(1, 64).optional(),
+      threads: integer(1, 1024).optional(),
     },
     { error: 'must be a map with at least a "url"' },
   )
@@ -155,14 +156,93 @@ const BackendSchema = z
     }
   });
 
-const ModelLimitSchema = z.strictObject(
-  {
-    max_concurrent: integer(1),
-    max_queue: integer(0).optional(),
-    queue_timeout_seconds: positiveSeconds().optional(),
-  },
-  { error: 'must be a map with "max_concurrent"' },
-);
+// A size in bytes: a number, or a number with a unit ("16GiB", "512 MB").
+const byteSize = z
+  .union([z.number().int().positive(), z.string()], {
+    error: 'must be a size: bytes, or a number with a unit like "16GiB" or "512MB"',
+  })
+  .transform((value, context) => {
+    const bytes = typeof value === 'number' ? value : parseByteSize(value);
+    if (bytes === undefined) {
+      context.addIssue({
+        code: 'custom',
+        message: `must be a size: bytes, or a number with a unit like "16GiB" or "512MB" (not "${String(value)}")`,
+      });
+      return z.NEVER;
+    }
+    return bytes;
+  });
+
+/** Where a supervised model's command takes the port the gateway picks. */
+const PORT_PLACEHOLDER = `\${PORT}`;
+
+const SUPERVISED_TYPES = ['llama-server', 'vllm', 'openai', 'ollama', 'lm-studio', 'mlx'] as const;
+
+const ModelSchema = z
+  .strictObject(
+    {
+      // Concurrency, for any model:
+      max_concurrent: integer(1).optional(),
+      max_queue: integer(0).optional(),
+      queue_timeout_seconds: positiveSeconds().optional(),
+      // A server the gateway starts on the first request and stops when idle:
+      command: z
+        .union([text(`a command line containing ${PORT_PLACEHOLDER}`), stringList()], {
+          error: `must be a command line (or a list of arguments) containing ${PORT_PLACEHOLDER}`,
+        })
+        .optional(),
+      env: z
+        .record(z.string(), z.string({ error: 'must be a string' }), {
+          error: 'must be a map of variable name to value',
+        })
+        .optional(),
+      cwd: text('a directory path').optional(),
+      health_path: text('a path like /health').optional(),
+      type: z
+        .enum(SUPERVISED_TYPES, { error: `must be one of ${SUPERVISED_TYPES.join(', ')}` })
+        .optional(),
+      ttl_seconds: z
+        .number({ error: 'must be a number of seconds, 0 or more' })
+        .min(0, { error: 'must be a number of seconds, 0 or more' })
+        .optional(),
+      start_timeout_seconds: positiveSeconds().optional(),
+      stop_grace_seconds: positiveSeconds().optional(),
+      model_path: text('the path of a GGUF file').optional(),
+      memory: byteSize.optional(),
+      allowed_flags: stringList().optional(),
+      api_key: text().optional(),
+    },
+    { error: 'must be a map with "max_concurrent" and/or a "command" that serves the model' },
+  )
+  .superRefine((entry, context) => {
+    if (entry.command === undefined && entry.max_concurrent === undefined) {
+      context.addIssue({
+        code: 'custom',
+        message:
+          'needs "max_concurrent" (a concurrency limit) or "command" (a server the gateway starts on demand), or both',
+      });
+    }
+    if (entry.command === undefined) {
+      const serverOnly = Object.keys(entry).filter(
+        (key) => !['max_concurrent', 'max_queue', 'queue_timeout_seconds'].includes(key),
+      );
+      if (serverOnly.length > 0) {
+        context.addIssue({
+          code: 'custom',
+          message: `${serverOnly.join(', ')} only apply to a model with a "command"`,
+        });
+      }
+    } else {
+      const command = Array.isArray(entry.command) ? entry.command.join(' ') : entry.command;
+      if (!command.includes(PORT_PLACEHOLDER)) {
+        context.addIssue({
+          code: 'custom',
+          path: ['command'],
+          message: `must contain ${PORT_PLACEHOLDER}, where the gateway puts the port it chose for the server`,
+        });
+      }
+    }
+  });
 
 function section<T extends z.ZodRawShape>(shape: T) {
   // `prefault` (not `default`) runs the empty map through the schema, so a section left out
@@ -196,10 +276,14 @@ export const ConfigFileSchema = z.strictObject(
       })
       .default({}),
     models: z
-      .record(text('a model name'), ModelLimitSchema, {
-        error: 'must be a map of model name to limits',
+      .record(text('a model name'), ModelSchema, {
+        error: 'must be a map of model name to its limits and/or the command that serves it',
       })
       .default({}),
+    supervisor: section({
+      memory_budget: byteSize.optional(),
+      memory_wait_seconds: positiveSeconds().default(60),
+    }),
     limits: section({ max_body_bytes: integer(1).default(10 * MiB) }),
     cors: section({
       origins: stringList('a list of origins, e.g. ["https://app.example.com"] or ["*"]').default(
@@ -307,6 +391,25 @@ export interface BackendConfig {
   contextSize?: number;
   /** Type llamacpp: requests generated at once; more wait in a queue. */
   sequences?: number;
+  /** Type llamacpp: CPU threads per evaluation. */
+  threads?: number;
+}
+
+/** A model served by a server the gateway starts on demand (`models.<id>.command`). */
+export interface SupervisedModelSettings {
+  id: string;
+  command: string | string[];
+  env?: Record<string, string>;
+  cwd?: string;
+  healthPath?: string;
+  type?: (typeof SUPERVISED_TYPES)[number];
+  ttlMs?: number;
+  startTimeoutMs?: number;
+  stopGraceMs?: number;
+  modelPath?: string;
+  memoryBytes?: number;
+  allowedFlags?: string[];
+  apiKey?: string;
 }
 
 /** Concurrency limit of one model. */
@@ -340,6 +443,14 @@ export interface Config {
   aliases: Record<string, string>;
   /** Per-model concurrency limits. @default {} */
   models: Record<string, ModelLimitConfig>;
+  /** Models whose server the gateway starts on the first request and stops when idle. @default [] */
+  supervised: SupervisedModelSettings[];
+  supervisor: {
+    /** Memory the supervised servers may use together (GGUF estimates); none: no budget. */
+    memoryBudgetBytes?: number;
+    /** How long a start may wait for memory to free up. @default 60000 */
+    memoryWaitMs: number;
+  };
   limits: {
     /** Largest request body accepted, in bytes. @default 10485760 (10 MiB) */
     maxBodyBytes: number;
@@ -743,15 +854,20 @@ function toConfig(
     if (entry.timeout_seconds !== undefined) backend.timeoutMs = entry.timeout_seconds * 1000;
     if (entry.context_size !== undefined) backend.contextSize = entry.context_size;
     if (entry.sequences !== undefined) backend.sequences = entry.sequences;
+    if (entry.threads !== undefined) backend.threads = entry.threads;
     return backend;
   });
   const models: Record<string, ModelLimitConfig> = {};
-  for (const [model, limit] of Object.entries(file.models)) {
-    const entry: ModelLimitConfig = { maxConcurrent: limit.max_concurrent };
-    if (limit.max_queue !== undefined) entry.maxQueue = limit.max_queue;
-    if (limit.queue_timeout_seconds !== undefined)
-      entry.queueTimeoutMs = limit.queue_timeout_seconds * 1000;
-    models[model] = entry;
+  const supervised: SupervisedModelSettings[] = [];
+  for (const [model, entry] of Object.entries(file.models)) {
+    if (entry.max_concurrent !== undefined) {
+      const limit: ModelLimitConfig = { maxConcurrent: entry.max_concurrent };
+      if (entry.max_queue !== undefined) limit.maxQueue = entry.max_queue;
+      if (entry.queue_timeout_seconds !== undefined)
+        limit.queueTimeoutMs = entry.queue_timeout_seconds * 1000;
+      models[model] = limit;
+    }
+    if (entry.command !== undefined) supervised.push(toSupervised(model, entry, cwd));
   }
   const cors: Config['cors'] = { origins: file.cors.origins };
   if (file.cors.allow_headers !== undefined) cors.allowHeaders = file.cors.allow_headers;
@@ -765,6 +881,13 @@ function toConfig(
     backends,
     aliases: file.aliases,
     models,
+    supervised,
+    supervisor: {
+      memoryWaitMs: file.supervisor.memory_wait_seconds * 1000,
+      ...(file.supervisor.memory_budget !== undefined
+        ? { memoryBudgetBytes: file.supervisor.memory_budget }
+        : {}),
+    },
     limits: { maxBodyBytes: file.limits.max_body_bytes },
     cors,
     health: {
@@ -795,6 +918,49 @@ function toConfig(
   const payments = toPaymentsConfig(file.payments, sources, problems);
   if (payments) config.payments = payments;
   return config;
+}
+
+function toSupervised(
+  id: string,
+  entry: ConfigFile['models'][string],
+  cwd: string,
+): SupervisedModelSettings {
+  const model: SupervisedModelSettings = { id, command: entry.command! };
+  if (entry.env !== undefined) model.env = entry.env;
+  if (entry.cwd !== undefined) model.cwd = resolve(cwd, entry.cwd);
+  if (entry.health_path !== undefined) model.healthPath = entry.health_path;
+  if (entry.type !== undefined) model.type = entry.type;
+  if (entry.ttl_seconds !== undefined) model.ttlMs = entry.ttl_seconds * 1000;
+  if (entry.start_timeout_seconds !== undefined)
+    model.startTimeoutMs = entry.start_timeout_seconds * 1000;
+  if (entry.stop_grace_seconds !== undefined) model.stopGraceMs = entry.stop_grace_seconds * 1000;
+  if (entry.model_path !== undefined) model.modelPath = resolve(cwd, entry.model_path);
+  if (entry.memory !== undefined) model.memoryBytes = entry.memory;
+  if (entry.allowed_flags !== undefined) model.allowedFlags = entry.allowed_flags;
+  if (entry.api_key !== undefined) model.apiKey = entry.api_key;
+  return model;
+}
+
+const BYTE_UNITS: Record<string, number> = {
+  b: 1,
+  kb: 1e3,
+  mb: 1e6,
+  gb: 1e9,
+  tb: 1e12,
+  kib: 2 ** 10,
+  mib: 2 ** 20,
+  gib: 2 ** 30,
+  tib: 2 ** 40,
+};
+
+/** `"16GiB"`, `"512 MB"`, `"1024"` in bytes; undefined when it is not a size. */
+function parseByteSize(text: string): number | undefined {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
+  if (!match) return undefined;
+  const unit = BYTE_UNITS[(match[2] || 'b').toLowerCase()];
+  if (unit === undefined) return undefined;
+  const bytes = Math.round(Number(match[1]) * unit);
+  return bytes > 0 && Number.isSafeInteger(bytes) ? bytes : undefined;
 }
 
 function toDiscoveryConfig(

@@ -1,9 +1,10 @@
 /**
  * Backends that are not plain servers in the config: GGUF files run in-process (type
- * `llamacpp`, through the optional @tollgate/backend-llamacpp), and, when nothing at all is
- * configured, the inference servers discovery finds on this machine.
+ * `llamacpp`, through the optional @tollgate/backend-llamacpp), model servers the supervisor
+ * starts on demand (`models.<id>.command`), and, when nothing at all is configured, the
+ * inference servers discovery finds on this machine.
  */
-import { type Backend, createBackend } from '@tollgate/backends';
+import { type Backend, createBackend, createSupervisor, type Supervisor } from '@tollgate/backends';
 import { type DiscoveredServer, discover as discoverServers } from '@tollgate/discovery';
 import { type Config, ConfigError } from './config.js';
 import type { Logger } from './logger.js';
@@ -22,6 +23,8 @@ export interface LocalBackends {
   discovered: DiscoveredServer[];
   /** Whether discovery ran (nothing was configured). */
   discoveryRan: boolean;
+  /** Starts and stops the servers of `models.<id>.command`, when any is configured. */
+  supervisor?: Supervisor;
   /** Frees in-process models. */
   close(): Promise<void>;
 }
@@ -53,7 +56,7 @@ async function importLlamaCpp(): Promise<typeof import('@tollgate/backend-llamac
  * @throws {ConfigError} when a `llamacpp` backend is configured but its package is missing.
  */
 export async function openLocalBackends(
-  config: Pick<Config, 'backends' | 'discovery' | 'port'>,
+  config: Pick<Config, 'backends' | 'discovery' | 'port' | 'supervised' | 'supervisor'>,
   options: OpenLocalBackendsOptions = {},
 ): Promise<LocalBackends> {
   const entries: RouterEntry[] = [];
@@ -68,14 +71,31 @@ export async function openLocalBackends(
         ...(entry.models?.[0] !== undefined ? { modelId: entry.models[0] } : {}),
         ...(entry.contextSize !== undefined ? { contextSize: entry.contextSize } : {}),
         ...(entry.sequences !== undefined ? { sequences: entry.sequences } : {}),
+        ...(entry.threads !== undefined ? { threads: entry.threads } : {}),
       });
       entries.push({ backend, models: [backend.modelId] });
       closers.push(() => backend.close());
     }
   }
 
+  let supervisor: Supervisor | undefined;
+  if (config.supervised.length > 0) {
+    supervisor = createSupervisor({
+      models: config.supervised,
+      memoryWaitTimeoutMs: config.supervisor.memoryWaitMs,
+      ...(config.supervisor.memoryBudgetBytes !== undefined
+        ? { memoryBudgetBytes: config.supervisor.memoryBudgetBytes }
+        : {}),
+      ...(options.logger ? { logger: options.logger } : {}),
+    });
+    for (const backend of supervisor.backends()) entries.push({ backend });
+    const started = supervisor;
+    closers.push(() => started.close());
+  }
+
   let discovered: DiscoveredServer[] = [];
-  const discoveryRan = config.backends.length === 0 && config.discovery.enabled;
+  const discoveryRan =
+    config.backends.length === 0 && config.supervised.length === 0 && config.discovery.enabled;
   if (discoveryRan) {
     const found = await (options.discover ?? discoverServers)({
       ...(config.discovery.ports.length > 0 ? { extraPorts: config.discovery.ports } : {}),
@@ -104,6 +124,7 @@ export async function openLocalBackends(
     entries,
     discovered,
     discoveryRan,
+    ...(supervisor ? { supervisor } : {}),
     async close() {
       await Promise.allSettled(closers.map((close) => close()));
     },

@@ -197,6 +197,7 @@ export async function startGateway(
           tenancy,
           adminKey: config.adminKey,
           ...(onTenantCreated ? { onTenantCreated } : {}),
+          ...(local?.supervisor ? { supervisor: local.supervisor } : {}),
         });
   const app = createApp({
     config,
