@@ -59,7 +59,7 @@ export function createBackend(config: BackendConfig): Backend {
       return createMlx({ ...common, url: rootURL(url), apiKey });
     case 'llamacpp':
       throw new Error(
-        'Backend type "llamacpp" runs a GGUF file in-process and ships in the separate package @tollgate/backend-llamacpp (coming later). Serve the model with llama-server and use type "llama-server" meanwhile.',
+        'Backend type "llamacpp" runs a GGUF file in-process: it lives in the separate package @tollgate/backend-llamacpp (npm install @tollgate/backend-llamacpp), whose createLlamaCppBackend({ modelPath }) makes it.',
       );
     default:
       throw new Error(
