@@ -222,7 +222,9 @@ describe('loadConfig', () => {
           /^log_level: must be one of fatal, error, warn, info, debug, trace, silent \(in tollgate\.yaml\)$/,
         ),
         expect.stringMatching(/^backends\[0\]\.url: must be an http:\/\/ or https:\/\/ URL/),
-        expect.stringMatching(/^models\.llama3: needs "max_concurrent" \(a concurrency limit\) or "command"/),
+        expect.stringMatching(
+          /^models\.llama3: needs "max_concurrent" \(a concurrency limit\) or "command"/,
+        ),
         expect.stringMatching(/^models\.llama3\.max_queue: must be an integer of at least 0/),
       ]),
     );
