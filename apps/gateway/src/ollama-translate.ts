@@ -4,7 +4,7 @@
  * chunk at a time) become Ollama's objects. Pure functions; the routes live in `ollama-api.ts`.
  */
 import { createHash } from 'node:crypto';
-import type { RouterModel } from '@tollgate/backends';
+import { OLLAMA_OPTION_NAMES, type RouterModel } from '@tollgate/backends';
 import { TollgateError, type Usage } from '@tollgate/protocol';
 
 /** A parsed JSON object. */
@@ -13,39 +13,9 @@ export type JsonObject = Record<string, unknown>;
 /** Which Ollama answer an OpenAI answer becomes: `message` (/api/chat) or `response` (/api/generate). */
 export type AnswerShape = 'chat' | 'generate';
 
-/**
- * Model parameters Ollama takes in `options` (its Modelfile parameters). Others are ignored,
- * as Ollama ignores them; none of them may overwrite a field the translation sets itself.
- */
-const OPTION_NAMES = new Set([
-  'num_keep',
-  'seed',
-  'num_predict',
-  'top_k',
-  'top_p',
-  'min_p',
-  'typical_p',
-  'tfs_z',
-  'repeat_last_n',
-  'temperature',
-  'repeat_penalty',
-  'presence_penalty',
-  'frequency_penalty',
-  'penalize_newline',
-  'mirostat',
-  'mirostat_tau',
-  'mirostat_eta',
-  'stop',
-  'numa',
-  'num_ctx',
-  'num_batch',
-  'num_gpu',
-  'main_gpu',
-  'low_vram',
-  'use_mmap',
-  'use_mlock',
-  'num_thread',
-]);
+// Model parameters Ollama takes in `options` (OLLAMA_OPTION_NAMES, shared with the Ollama
+// adapter): others are ignored, as Ollama ignores them; none may overwrite a field the
+// translation sets itself.
 
 /** Nanoseconds in a millisecond: Ollama reports durations in ns. */
 const NS_PER_MS = 1_000_000;
@@ -88,7 +58,7 @@ function optionFields(options: unknown): JsonObject {
   if (!record) throw invalid('"options" must be an object, e.g. {"temperature": 0.2}.', 'options');
   const fields: JsonObject = {};
   for (const [name, value] of Object.entries(record)) {
-    if (value === undefined || value === null || !OPTION_NAMES.has(name)) continue;
+    if (value === undefined || value === null || !OLLAMA_OPTION_NAMES.has(name)) continue;
     if (name === 'num_predict') {
       if (typeof value !== 'number' || !Number.isFinite(value)) {
         throw invalid('"options.num_predict" must be a number of tokens.', 'options.num_predict');

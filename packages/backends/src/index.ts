@@ -36,7 +36,7 @@ export {
   parseGgufHeader,
   readGgufHeader,
 } from './gguf.js';
-export { createOllama, type OllamaOptions } from './ollama.js';
+export { createOllama, OLLAMA_OPTION_NAMES, type OllamaOptions } from './ollama.js';
 export { createOpenAICompatible, type OpenAICompatibleOptions } from './openai-compatible.js';
 export {
   createLlamaServer,

@@ -50,7 +50,7 @@ export interface OllamaOptions {
 const DEFAULT_OLLAMA_URL = 'http://127.0.0.1:11434';
 
 /** Model parameters Ollama takes in `options` (its Modelfile parameters). */
-const OLLAMA_OPTION_NAMES = new Set([
+export const OLLAMA_OPTION_NAMES: ReadonlySet<string> = new Set([
   'num_keep',
   'seed',
   'num_predict',

@@ -13,6 +13,7 @@ import {
   readUpstreamErrorMessage,
   TollgateError,
 } from '@tollgate/protocol';
+import { untilAborted } from './abort.js';
 import type { Backend, BackendCallOptions } from './backend.js';
 import { createSemaphore, type ReleaseSlot, type Semaphore } from './concurrency.js';
 import {
@@ -799,28 +800,6 @@ function callBackend(
     // A handler that throws synchronously is treated like one that rejects.
     return Promise.reject(error);
   }
-}
-
-/** Settles with `promise`, or rejects with the signal's reason as soon as it aborts. */
-function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) {
-    promise.catch(noop);
-    return Promise.reject(signal.reason);
-  }
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error);
-      },
-    );
-  });
 }
 
 /**

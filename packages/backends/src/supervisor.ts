@@ -8,6 +8,7 @@
  */
 import { spawn as nodeSpawn } from 'node:child_process';
 import { isTollgateError, TollgateError } from '@tollgate/protocol';
+import { untilAborted } from './abort.js';
 import type { Backend, BackendCallOptions, BackendHealth, BackendKind } from './backend.js';
 import { splitCommandLine } from './command-line.js';
 import { createBackend } from './create-backend.js';
@@ -213,26 +214,6 @@ function lastOutput(process_: GroupProcess): string {
 
 function unavailable(message: string, cause?: unknown): TollgateError {
   return new TollgateError('upstream_unavailable', message, { cause });
-}
-
-/** Settles with `promise`, or rejects with the signal's reason as soon as it aborts. */
-function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return promise;
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error);
-      },
-    );
-  });
 }
 
 /**
