@@ -76,6 +76,9 @@ function stubRouter(): Router {
     async listModels() {
       return [];
     },
+    queues() {
+      return [];
+    },
     status() {
       return [];
     },

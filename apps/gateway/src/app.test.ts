@@ -62,6 +62,9 @@ function stubRouter(
     async listModels() {
       return options.models ?? [{ id: 'stub-model', backends: ['stub'], ownedBy: 'stub-owner' }];
     },
+    queues() {
+      return [];
+    },
     status() {
       return options.status ?? [];
     },

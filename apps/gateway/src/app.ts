@@ -20,6 +20,7 @@ import { HTTPException } from 'hono/http-exception';
 import {
   type AccessControl,
   type Admission,
+  isLoopbackHost,
   type Principal,
   type SettleOutcome,
   UNPAID,
@@ -37,6 +38,7 @@ import {
   sealObolReply,
 } from './encryption.js';
 import type { Logger } from './logger.js';
+import type { GatewayMetrics } from './metrics.js';
 import { addOhttpGateway, wasEncapsulated } from './ohttp-gateway.js';
 import { addOllamaRoutes } from './ollama-api.js';
 import type { ReplayGuard } from './replay.js';
@@ -67,6 +69,10 @@ export interface CreateAppOptions {
   attestation?: { attestor?: Attestor; modelHash?: Uint8Array };
   /** x402 payments on the inference routes; absent: off. */
   payments?: GatewayPayments;
+  /** Prometheus metrics, recorded for every request and served at GET /metrics. */
+  metrics?: GatewayMetrics;
+  /** Who may read GET /metrics: `token` (a bearer token), else loopback callers only. */
+  metricsAccess?: { token?: string };
 }
 
 /** How the app takes x402 payments. */
@@ -113,6 +119,8 @@ export interface GatewayEnv {
     dispatch?: DispatchRecord;
     /** Set when the request ended before a response could be produced (e.g. client left). */
     outcome?: SettleOutcome;
+    /** `performance.now()` when the request arrived (for the overhead measure). */
+    startedAt: number;
   };
 }
 
@@ -129,6 +137,8 @@ const EXPOSED_HEADERS = [
   // Why an encapsulated request could not be opened (a client refetches keys on unknown_key_id).
   'x-ohttp-error',
   'x-ohttp-key-error',
+  // The gateway's own time before the upstream call.
+  'x-tollgate-overhead-ms',
   // x402: the terms of a 402, the settlement receipt (v2 and v1 names), why a payment failed.
   'payment-required',
   'payment-response',
@@ -218,8 +228,11 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
     }
   });
 
+  const metrics = options.metrics;
   app.use('*', async function accessLog(c, next) {
     const started = performance.now();
+    c.set('startedAt', started);
+    metrics?.requestStarted();
     await next();
     const requestLogger = c.get('logger');
     const method = c.req.method;
@@ -227,6 +240,8 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
     const model = c.get('model');
     const principal = c.get('principal')?.id;
     const dispatch = c.get('dispatch');
+    const encryptionFailure = c.res.headers.get('x-ohttp-error');
+    if (encryptionFailure !== null) metrics?.encryptionFailed(encryptionFailure);
     if (!dispatch) {
       const line: Record<string, unknown> = {
         method,
@@ -240,8 +255,15 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
         line.status = outcome.httpStatus;
         line.outcome = outcome.status;
       }
-      line.durationMs = Math.round(performance.now() - started);
+      const durationMs = performance.now() - started;
+      line.durationMs = Math.round(durationMs);
       requestLogger.info(line, 'request');
+      metrics?.requestEnded({
+        route: routeLabel(path),
+        ...(principal !== undefined ? { principal } : {}),
+        status: line.status as number,
+        durationMs,
+      });
       return;
     }
     // A streamed body is still flowing: the line is written when it has ended. A body read
@@ -249,8 +271,10 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
     // event loop: serializing and writing it is not on the answer's path. The line is one
     // literal (no spread of a partial line): it is built on every request.
     const { backend, model: upstreamModel } = dispatch;
+    const streamEnded = metrics && isStreamed(c.res) ? metrics.streamStarted() : undefined;
     const writeLine = (outcome: DispatchOutcome): void => {
       const usage = outcome.usage;
+      const durationMs = performance.now() - started;
       requestLogger.info(
         {
           method,
@@ -267,15 +291,35 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
           totalTokens: usage?.total_tokens,
           firstByteMs: outcome.firstByteMs,
           error: outcome.error === undefined ? undefined : describeError(outcome.error),
-          durationMs: Math.round(performance.now() - started),
+          durationMs: Math.round(durationMs),
         },
         'request',
       );
+      if (metrics) {
+        streamEnded?.();
+        metrics.requestEnded({
+          route: routeLabel(path),
+          // A dispatched request's model passed the router's check: a bounded label.
+          ...(model !== undefined ? { model } : {}),
+          ...(principal !== undefined ? { principal } : {}),
+          status: outcome.httpStatus,
+          durationMs,
+          ...(outcome.firstByteMs !== undefined ? { firstByteMs: outcome.firstByteMs } : {}),
+          ...(usage?.prompt_tokens !== undefined ? { promptTokens: usage.prompt_tokens } : {}),
+          ...(usage?.completion_tokens !== undefined
+            ? { completionTokens: usage.completion_tokens }
+            : {}),
+          backend,
+          upstreamFailed: outcome.status === 'failed',
+        });
+      }
     };
     void dispatch.outcome.then(
       (outcome) => setImmediate(writeLine, outcome),
-      (error: unknown) =>
-        requestLogger.error({ error: describeError(error) }, 'dispatch outcome rejected'),
+      (error: unknown) => {
+        streamEnded?.();
+        requestLogger.error({ error: describeError(error) }, 'dispatch outcome rejected');
+      },
     );
   });
 
@@ -360,7 +404,7 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
     let principal = c.get('principal')!;
     let payment: VerifiedPayment | undefined;
     if (payments && (principal.kind === 'payer' || payments.keyHoldersPay)) {
-      const taken = await takePayment(c, payments, principal, operation, request);
+      const taken = await takePayment(c, payments, principal, operation, request, metrics);
       if (taken instanceof Response) return taken;
       payment = taken;
       if (principal.kind === 'payer') {
@@ -387,6 +431,10 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
     }
     const settle = (outcome: SettleOutcome) => settleQuietly(admission, outcome, requestLogger);
     const started = performance.now();
+    // What the gateway itself took before the upstream call: body, auth, limits, admission,
+    // payment checks. Told to the caller and recorded.
+    const overheadMs = started - c.get('startedAt');
+    metrics?.overhead(routeLabel(c.req.path), overheadMs);
     let handedOn = false;
     let result: Awaited<ReturnType<Router['dispatch']>>;
     try {
@@ -419,12 +467,17 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
       });
       throw error;
     }
-    let headers = admission.headers;
+    let headers: Record<string, string> = {
+      ...admission.headers,
+      'x-tollgate-overhead-ms': overheadMs.toFixed(3),
+    };
     let paymentId: string | undefined;
     if (payment) {
       const paid = await settlePayment(payment, result.response.status);
       if (paid) {
-        paymentId = payments!.record?.(paymentRecord(payment, paid, requestId, admission.id));
+        const record = paymentRecord(payment, paid, requestId, admission.id);
+        metrics?.payment(record.status);
+        paymentId = payments!.record?.(record);
         if (!paid.ok) {
           // Nothing is served unpaid: the upstream's answer is dropped and the refusal sent.
           await result.response.body?.cancel(paid.error).catch(() => {});
@@ -544,6 +597,29 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
 
   app.get('/health', (c) => c.json({ status: 'ok' }));
 
+  if (metrics) {
+    const token = options.metricsAccess?.token;
+    app.get('/metrics', async function serveMetrics(c) {
+      // Tenant ids and backends are operational facts: a token, or this machine only.
+      if (token !== undefined) {
+        if (c.req.header('authorization')?.trim() !== `Bearer ${token}`) {
+          throw new TollgateError(
+            'invalid_api_key',
+            'GET /metrics needs the metrics token: send "Authorization: Bearer <metrics.token>".',
+          );
+        }
+      } else if (!isLoopbackHost(remoteAddress(c) ?? '')) {
+        throw new TollgateError(
+          'forbidden',
+          'GET /metrics answers this machine only; set metrics.token (TOLLGATE_METRICS_TOKEN) to scrape it from elsewhere.',
+        );
+      }
+      return new Response(await metrics.render(), {
+        headers: { 'content-type': metrics.contentType, 'cache-control': 'no-store' },
+      });
+    });
+  }
+
   app.get('/health/ready', function readiness(c) {
     const backends = router.status();
     const summary = backends.map((backend) => ({
@@ -603,7 +679,8 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
     );
   }
 
-  for (const [path, methods] of Object.entries(ROUTES)) {
+  const routes = metrics ? { ...ROUTES, '/metrics': ['GET', 'HEAD'] } : ROUTES;
+  for (const [path, methods] of Object.entries(routes)) {
     app.all(path, function methodNotAllowed(c) {
       const allowed = methods.filter((method) => method !== 'HEAD').join(', ');
       return errorResponse(
@@ -628,7 +705,11 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
   );
 
   app.onError((error, c) => {
-    if (isTollgateError(error)) return errorResponse(error);
+    if (isTollgateError(error)) {
+      if (error.status === 429 || error.status === 403) metrics?.rejected(error.code);
+      else if (error.code === 'decryption_failed') metrics?.encryptionFailed(error.code);
+      return errorResponse(error);
+    }
     if (error instanceof HTTPException && error.status < 500) {
       const code = error.status === 413 ? 'body_too_large' : 'invalid_request';
       return errorResponse(
@@ -825,6 +906,7 @@ async function takePayment(
   principal: Principal,
   operation: Operation,
   request: object & { model: string },
+  metrics: GatewayMetrics | undefined,
 ): Promise<VerifiedPayment | Response> {
   // Priced from the validated request, as the terms of its unpaid attempt were.
   const context = { resource: c.req.url, price: { model: request.model, body: request } };
@@ -842,10 +924,25 @@ async function takePayment(
     const line = { code, reason, detail: message };
     if (decision.response.status >= 500) c.get('logger').warn(line, 'payment not processed');
     else c.get('logger').info(line, 'payment refused');
+    metrics?.payment(`refused:${code}`);
     return decision.response;
   }
   capPaidOutput(operation, request, payments.pricedMaxTokens);
   return decision.payment;
+}
+
+/** The route of a path for metrics: one of the gateway's own, never the caller's text. */
+export function routeLabel(path: string): string {
+  if (Object.hasOwn(ROUTES, path)) return path;
+  if (path.startsWith('/v1/models/')) return '/v1/models/:model';
+  if (path === '/admin' || path.startsWith('/admin/')) return '/admin';
+  if (path === '/metrics') return path;
+  return 'other';
+}
+
+function isStreamed(response: Response): boolean {
+  const type = response.headers.get('content-type') ?? '';
+  return type.includes('text/event-stream') || type.includes('application/x-ndjson');
 }
 
 /** Caps a paid request that names no output limit at the tokens it was priced for. */

@@ -322,6 +322,10 @@ export const ConfigFileSchema = z.strictObject(
         })
         .default({}),
     }),
+    metrics: section({
+      enabled: z.boolean({ error: 'must be true or false' }).default(true),
+      token: text().optional(),
+    }),
     discovery: section({
       enabled: z.boolean({ error: 'must be true or false' }).default(true),
       ports: z
@@ -487,6 +491,12 @@ export interface Config {
     /** Hex: what the operator declares it serves (e.g. the model file's SHA-256), bound into the evidence. */
     modelHash?: string;
   };
+  metrics: {
+    /** Serve GET /metrics (Prometheus). @default true */
+    enabled: boolean;
+    /** Bearer token for GET /metrics; without one only this machine may read it. */
+    token?: string;
+  };
   discovery: {
     /** Look for local servers when no backend is configured. @default true */
     enabled: boolean;
@@ -598,6 +608,7 @@ const ENV_USED = new Set([
   'TOLLGATE_REDIS_URL',
   'TOLLGATE_ENCRYPTION_REQUIRED',
   'TOLLGATE_DISCOVERY_PORTS',
+  'TOLLGATE_METRICS_TOKEN',
   'TOLLGATE_X402_PAY_TO',
   'TOLLGATE_X402_NETWORK',
   'TOLLGATE_X402_PRICE',
@@ -611,6 +622,7 @@ const SECRET_ENV = new Set([
   'TOLLGATE_ADMIN_KEY',
   'TOLLGATE_DATABASE_URL',
   'TOLLGATE_REDIS_URL',
+  'TOLLGATE_METRICS_TOKEN',
 ]);
 
 /**
@@ -701,7 +713,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
       ...(typeof current === 'object' && current !== null ? current : {}),
       [field]: fieldValue,
     };
-    sources.set(`${section}.${field}`, `${name}="${value(name)}"`);
+    sources.set(`${section}.${field}`, SECRET_ENV.has(name) ? name : `${name}="${value(name)}"`);
   };
   const fromEnvIn = (
     name: string,
@@ -714,6 +726,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   };
   fromEnvIn('TOLLGATE_ENCRYPTION_REQUIRED', 'encryption', 'required', booleanWord);
   fromEnvIn('TOLLGATE_DISCOVERY_PORTS', 'discovery', 'ports');
+  fromEnvIn('TOLLGATE_METRICS_TOKEN', 'metrics', 'token');
   fromEnvIn('TOLLGATE_X402_PAY_TO', 'payments', 'pay_to');
   fromEnvIn('TOLLGATE_X402_NETWORK', 'payments', 'network');
   fromEnvIn('TOLLGATE_X402_FACILITATOR_URL', 'payments', 'facilitator_url');
@@ -903,6 +916,10 @@ function toConfig(
       ...(file.attestation.model_hash !== undefined
         ? { modelHash: file.attestation.model_hash }
         : {}),
+    },
+    metrics: {
+      enabled: file.metrics.enabled,
+      ...(file.metrics.token !== undefined ? { token: file.metrics.token } : {}),
     },
     discovery: toDiscoveryConfig(file.discovery, sources, problems),
     tenancy: {

@@ -24,6 +24,7 @@ import { type Config, ConfigError } from './config.js';
 import { keySetPath, loadOrCreateKeySet } from './encryption.js';
 import { type LocalBackends, openLocalBackends, type RouterEntry } from './local-backends.js';
 import { createLogger, type Logger } from './logger.js';
+import { createGatewayMetrics } from './metrics.js';
 import { createGatewayPayments } from './payments.js';
 import { createMemoryReplayGuard, createRedisReplayGuard } from './replay.js';
 import { openTenancy } from './tenancy-setup.js';
@@ -199,9 +200,13 @@ export async function startGateway(
           ...(onTenantCreated ? { onTenantCreated } : {}),
           ...(local?.supervisor ? { supervisor: local.supervisor } : {}),
         });
+  const metrics = config.metrics.enabled ? createGatewayMetrics({ router }) : undefined;
   const app = createApp({
     config,
     router,
+    ...(metrics
+      ? { metrics, metricsAccess: config.metrics.token ? { token: config.metrics.token } : {} }
+      : {}),
     access,
     logger,
     ...(admin ? { admin } : {}),

@@ -59,6 +59,7 @@ export type {
   RouterEvent,
   RouterModel,
   RouterOptions,
+  RouterQueueStatus,
 } from './router-types.js';
 export {
   allowedRuntimeFlags,

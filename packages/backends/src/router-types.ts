@@ -149,6 +149,15 @@ export interface RouterBackendStatus {
   lastHealth?: BackendHealth & { at: number };
 }
 
+/** Where a model with a concurrency limit stands. */
+export interface RouterQueueStatus {
+  model: string;
+  /** Requests holding a slot. */
+  active: number;
+  /** Requests waiting for one. */
+  queued: number;
+}
+
 /** The router. */
 export interface Router {
   /**
@@ -187,6 +196,8 @@ export interface Router {
   listModels(): Promise<RouterModel[]>;
   /** Each backend's state. */
   status(): RouterBackendStatus[];
+  /** The models with a concurrency limit: slots held and requests waiting, now. */
+  queues(): RouterQueueStatus[];
   /** Probes every backend and lists models again now. */
   refresh(): Promise<void>;
   /** Starts the watchdog and model refresh timers (unref'd). Idempotent. */

@@ -695,6 +695,13 @@ export function createRouter(options: RouterOptions): Router {
       return list.sort((a, b) => compareIds(a.id, b.id));
     },
 
+    queues() {
+      return [...semaphores].map(([model, semaphore]) => ({
+        model,
+        active: semaphore.active,
+        queued: semaphore.queued,
+      }));
+    },
     status() {
       return states.map((state): RouterBackendStatus => {
         const status: RouterBackendStatus = {

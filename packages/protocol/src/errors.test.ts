@@ -21,6 +21,7 @@ const expectedStatus: Record<TollgateErrorCode, number> = {
   invalid_api_key: 401,
   payment_required: 402,
   model_not_allowed: 403,
+  forbidden: 403,
   model_not_found: 404,
   not_found: 404,
   route_not_found: 404,

@@ -28,6 +28,7 @@ export const ERROR_CODES = {
   invalid_api_key: { status: 401, type: 'authentication_error' },
   payment_required: { status: 402, type: 'payment_required' },
   model_not_allowed: { status: 403, type: 'permission_error' },
+  forbidden: { status: 403, type: 'permission_error' },
   model_not_found: { status: 404, type: 'invalid_request_error' },
   not_found: { status: 404, type: 'invalid_request_error' },
   route_not_found: { status: 404, type: 'invalid_request_error' },
