@@ -326,6 +326,9 @@ export const ConfigFileSchema = z.strictObject(
       enabled: z.boolean({ error: 'must be true or false' }).default(true),
       token: text().optional(),
     }),
+    tracing: section({
+      enabled: z.boolean({ error: 'must be true or false' }).default(false),
+    }),
     discovery: section({
       enabled: z.boolean({ error: 'must be true or false' }).default(true),
       ports: z
@@ -497,6 +500,10 @@ export interface Config {
     /** Bearer token for GET /metrics; without one only this machine may read it. */
     token?: string;
   };
+  tracing: {
+    /** Make OpenTelemetry spans (sent wherever the registered SDK sends them). @default false */
+    enabled: boolean;
+  };
   discovery: {
     /** Look for local servers when no backend is configured. @default true */
     enabled: boolean;
@@ -609,6 +616,7 @@ const ENV_USED = new Set([
   'TOLLGATE_ENCRYPTION_REQUIRED',
   'TOLLGATE_DISCOVERY_PORTS',
   'TOLLGATE_METRICS_TOKEN',
+  'TOLLGATE_TRACING',
   'TOLLGATE_X402_PAY_TO',
   'TOLLGATE_X402_NETWORK',
   'TOLLGATE_X402_PRICE',
@@ -727,6 +735,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   fromEnvIn('TOLLGATE_ENCRYPTION_REQUIRED', 'encryption', 'required', booleanWord);
   fromEnvIn('TOLLGATE_DISCOVERY_PORTS', 'discovery', 'ports');
   fromEnvIn('TOLLGATE_METRICS_TOKEN', 'metrics', 'token');
+  fromEnvIn('TOLLGATE_TRACING', 'tracing', 'enabled', booleanWord);
   fromEnvIn('TOLLGATE_X402_PAY_TO', 'payments', 'pay_to');
   fromEnvIn('TOLLGATE_X402_NETWORK', 'payments', 'network');
   fromEnvIn('TOLLGATE_X402_FACILITATOR_URL', 'payments', 'facilitator_url');
@@ -921,6 +930,7 @@ function toConfig(
       enabled: file.metrics.enabled,
       ...(file.metrics.token !== undefined ? { token: file.metrics.token } : {}),
     },
+    tracing: { enabled: file.tracing.enabled },
     discovery: toDiscoveryConfig(file.discovery, sources, problems),
     tenancy: {
       defaultMaxTokens: file.tenancy.default_max_tokens,

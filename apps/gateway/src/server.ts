@@ -28,6 +28,7 @@ import { createGatewayMetrics } from './metrics.js';
 import { createGatewayPayments } from './payments.js';
 import { createMemoryReplayGuard, createRedisReplayGuard } from './replay.js';
 import { openTenancy } from './tenancy-setup.js';
+import { gatewayTracer } from './tracing.js';
 import { createUpstreamFetch } from './upstream-fetch.js';
 
 /** Options for {@link startGateway}. */
@@ -207,6 +208,7 @@ export async function startGateway(
     ...(metrics
       ? { metrics, metricsAccess: config.metrics.token ? { token: config.metrics.token } : {} }
       : {}),
+    ...(config.tracing.enabled ? { tracer: gatewayTracer() } : {}),
     access,
     logger,
     ...(admin ? { admin } : {}),
