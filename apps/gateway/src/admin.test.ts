@@ -1002,6 +1002,15 @@ describe('admin helpers', () => {
     );
   });
 
+  it('error: a bound before the year 1 (or no date at all) is an invalid_request on its param', () => {
+    for (const value of ['99999999999999999999d', '1000000w', '0000-12-31']) {
+      expect(() => parseTimeBound(value, 'since')).toThrow(
+        expect.objectContaining({ code: 'invalid_request', param: 'since' }),
+      );
+    }
+    expect(parseTimeBound('0001-01-01', 'since').toISOString()).toBe('0001-01-01T00:00:00.000Z');
+  });
+
   it('behavior: CSV cells a spreadsheet would run as formulas are defused', () => {
     const csv = usageCsv(
       [

@@ -20,6 +20,7 @@ import {
 import { type Context, Hono } from 'hono';
 import { z } from 'zod';
 import { type GatewayEnv, remoteAddress } from './app.js';
+import { checkJsonDepth } from './json-depth.js';
 
 /** Options for {@link createAdminApp}. */
 export interface AdminOptions {
@@ -188,6 +189,8 @@ export function usageCsv(rows: UsageRow[], groupBy: UsageQuery['groupBy'] = []):
 }
 
 const RELATIVE = /^(\d+)\s*(m|h|d|w)$/;
+/** 0001-01-01T00:00:00Z: no time bound reaches back further. */
+const EARLIEST_TIME = -62_135_596_800_000;
 const UNIT_MS = { m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 } as const;
 
 /**
@@ -198,21 +201,32 @@ const UNIT_MS = { m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 } as co
  */
 export function parseTimeBound(value: string, param: string, now = Date.now()): Date {
   const relative = RELATIVE.exec(value.trim());
+  let time: number;
   if (relative) {
-    return new Date(now - Number(relative[1]) * UNIT_MS[relative[2] as keyof typeof UNIT_MS]);
+    time = now - Number(relative[1]) * UNIT_MS[relative[2] as keyof typeof UNIT_MS];
+  } else {
+    const date = /^(\d{4})-(\d{2})-(\d{2})/.exec(value);
+    // A time without an offset is UTC, like a bare date (Date.parse would read it as local time).
+    const utc = /T[\d:.]+$/.test(value) ? `${value}Z` : value;
+    // Date.parse rolls an impossible day over (2025-02-30 becomes March 2): refuse it instead.
+    time =
+      date &&
+      Number(date[3]) <= new Date(Date.UTC(Number(date[1]), Number(date[2]), 0)).getUTCDate()
+        ? Date.parse(utc)
+        : Number.NaN;
+    if (Number.isNaN(time)) {
+      throw new TollgateError(
+        'invalid_request',
+        `${param} must be an ISO date or time (2026-11-01, 2026-11-01T10:00:00Z) or a duration back from now (30m, 24h, 7d, 2w); got "${value}".`,
+        { param },
+      );
+    }
   }
-  const date = /^(\d{4})-(\d{2})-(\d{2})/.exec(value);
-  // A time without an offset is UTC, like a bare date (Date.parse would read it as local time).
-  const utc = /T[\d:.]+$/.test(value) ? `${value}Z` : value;
-  // Date.parse rolls an impossible day over (2025-02-30 becomes March 2): refuse it instead.
-  const time =
-    date && Number(date[3]) <= new Date(Date.UTC(Number(date[1]), Number(date[2]), 0)).getUTCDate()
-      ? Date.parse(utc)
-      : Number.NaN;
-  if (Number.isNaN(time)) {
+  // `99999999999999999999d` is no date at all, and PostgreSQL keeps none before the year 1.
+  if (!(time >= EARLIEST_TIME)) {
     throw new TollgateError(
       'invalid_request',
-      `${param} must be an ISO date or time (2026-11-01, 2026-11-01T10:00:00Z) or a duration back from now (30m, 24h, 7d, 2w); got "${value}".`,
+      `${param} reaches back before the year 1; got "${value}".`,
       { param },
     );
   }
@@ -271,7 +285,15 @@ export function modelJson(status: SupervisedModelStatus) {
 }
 
 async function readBody<T>(c: Context<GatewayEnv>, schema: z.ZodType<T>): Promise<T> {
-  const text = await c.req.text();
+  let text: string;
+  try {
+    text = await c.req.text();
+  } catch (error) {
+    // The caller left mid-upload, or the body broke: bad input, not a gateway bug.
+    throw new TollgateError('invalid_request', 'The request body could not be read.', {
+      cause: error,
+    });
+  }
   let value: unknown = {};
   if (text.trim() !== '') {
     try {
@@ -280,6 +302,13 @@ async function readBody<T>(c: Context<GatewayEnv>, schema: z.ZodType<T>): Promis
       throw new TollgateError(
         'invalid_json',
         `The request body is not valid JSON (${(error as Error).message}).`,
+      );
+    }
+    checkJsonDepth(value);
+    if (holdsUnstorableText(value)) {
+      throw new TollgateError(
+        'invalid_request',
+        'Text in the request body must not contain U+0000 (NUL) or unpaired surrogates.',
       );
     }
   }
@@ -298,6 +327,24 @@ async function readBody<T>(c: Context<GatewayEnv>, schema: z.ZodType<T>): Promis
     throw new TollgateError('invalid_request', message, { param });
   }
   return result.data;
+}
+
+const UNSTORABLE_TEXT =
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: U+0000 is what must be refused.
+  /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/** Whether a string in a parsed JSON value is text PostgreSQL cannot store (NUL, lone surrogates). */
+function holdsUnstorableText(value: unknown): boolean {
+  const pending = [value];
+  while (pending.length > 0) {
+    const item = pending.pop();
+    if (typeof item === 'string') {
+      if (UNSTORABLE_TEXT.test(item)) return true;
+    } else if (typeof item === 'object' && item !== null) {
+      for (const child of Array.isArray(item) ? item : Object.values(item)) pending.push(child);
+    }
+  }
+  return false;
 }
 
 /** The query parameters of a request, refusing any not in `known` (a typo is not ignored). */
@@ -353,6 +400,15 @@ export function createAdminApp(options: AdminOptions): Hono<GatewayEnv> {
         requestId: c.get('requestId') ?? null,
       });
       throw new TollgateError('invalid_api_key', 'The admin key is not valid.');
+    }
+    await next();
+  });
+
+  admin.use('*', async function storableUrl(c, next) {
+    // Ids, names and filters in the path and query are looked up in PostgreSQL, which refuses
+    // U+0000 in text (an error, not a miss).
+    if (/%00/i.test(c.req.url)) {
+      throw new TollgateError('invalid_request', 'The path and query must not contain %00 (NUL).');
     }
     await next();
   });

@@ -38,6 +38,7 @@ import {
   parseReplyKey,
   sealObolReply,
 } from './encryption.js';
+import { checkJsonDepth } from './json-depth.js';
 import type { Logger } from './logger.js';
 import type { GatewayMetrics } from './metrics.js';
 import { addOhttpGateway, wasEncapsulated } from './ohttp-gateway.js';
@@ -388,7 +389,24 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
     if (length !== null && !headers.has('transfer-encoding')) {
       return Number.parseInt(length, 10) > maxBodyBytes ? tooLarge() : next();
     }
-    return limitStreamedBody(c, next);
+    // bodyLimit reads the whole body before the route runs: a caller who leaves mid-upload (or
+    // a body that breaks) fails that read, which is no bug of ours and gets no 500.
+    let reading = true;
+    try {
+      return await limitStreamedBody(c, () => {
+        reading = false;
+        return next();
+      });
+    } catch (error) {
+      if (!reading) throw error;
+      if (!c.get('signal').aborted) {
+        throw new TollgateError('invalid_request', 'The request body could not be read.', {
+          cause: error,
+        });
+      }
+      c.set('outcome', { status: 'failed', httpStatus: CLIENT_CLOSED_REQUEST, error });
+      return new Response(null, { status: CLIENT_CLOSED_REQUEST });
+    }
   });
 
   const payments = options.payments;
@@ -804,14 +822,17 @@ function parseJsonText(text: string): unknown {
       'The request body is empty. Send a JSON object, e.g. {"model": "...", "messages": [...]}.',
     );
   }
+  let body: unknown;
   try {
-    return JSON.parse(text) as unknown;
+    body = JSON.parse(text);
   } catch (error) {
     throw new TollgateError(
       'invalid_json',
       `The request body is not valid JSON (${(error as Error).message}).`,
     );
   }
+  checkJsonDepth(body);
+  return body;
 }
 
 /** How {@link toClientResponse} ends a body that breaks after the answer has started. */

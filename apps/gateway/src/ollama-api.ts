@@ -16,6 +16,7 @@ import {
 } from '@tollgate/protocol';
 import type { Context, Hono, MiddlewareHandler } from 'hono';
 import type { GatewayEnv, ServeInference } from './app.js';
+import { checkJsonDepth } from './json-depth.js';
 import { wasEncapsulated } from './ohttp-gateway.js';
 import {
   type AnswerShape,
@@ -285,6 +286,7 @@ async function readBody(c: Context<GatewayEnv>): Promise<JsonObject | Response> 
       `The request body is not valid JSON (${(error as Error).message}).`,
     );
   }
+  checkJsonDepth(parsed);
   const body = asObject(parsed);
   if (!body) {
     throw new TollgateError('invalid_json', 'The request body must be a JSON object.');

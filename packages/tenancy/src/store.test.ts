@@ -485,6 +485,17 @@ function describeStore(name: string, harness: StoreHarness): void {
         expect(await store.queryAudit({})).toEqual([]);
       });
 
+      it('behavior: text PostgreSQL refuses (U+0000, lone surrogates) is written as U+FFFD', async () => {
+        const entry = audit({
+          path: '/admin/x\u0000y',
+          detail: { name: 'a\ud800', ok: '\u{1F600}' },
+        });
+        await store.writeRecords(batch({ audit: [entry] }));
+        expect(await store.queryAudit({})).toEqual([
+          { ...entry, path: '/admin/x\ufffdy', detail: { name: 'a\ufffd', ok: '\u{1F600}' } },
+        ]);
+      });
+
       it('behavior: a batch larger than one INSERT is written whole', async () => {
         const entries = Array.from({ length: 1234 }, (_, index) =>
           audit({ id: `au_${String(index).padStart(5, '0')}`, at: at(index) }),

@@ -127,9 +127,22 @@ async function insertRecords(
       return row;
     });
     await tx.execute(
-      sql`insert into ${table} select * from json_populate_recordset(null::${table}, ${JSON.stringify(rows)}::json) on conflict (id) do nothing`,
+      sql`insert into ${table} select * from json_populate_recordset(null::${table}, ${JSON.stringify(rows, storableText)}::json) on conflict (id) do nothing`,
     );
   }
+}
+
+const UNSTORABLE =
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: U+0000 is what must be replaced.
+  /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
+/**
+ * PostgreSQL's text and json refuse U+0000 and lone surrogates. Records carry text that came
+ * from callers (an audit entry's path, a detail): one such record would fail its whole batch
+ * again on every flush, and the batches after it, so it is written with U+FFFD in their place.
+ */
+function storableText(_key: string, value: unknown): unknown {
+  return typeof value === 'string' ? value.replace(UNSTORABLE, '\ufffd') : value;
 }
 
 /** Rows an audit or payment query returns when it names no limit, and at most. */
