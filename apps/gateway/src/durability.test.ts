@@ -6,7 +6,6 @@
  */
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { type FakeUpstream, startFakeUpstream } from '@tollgate/backends/testing';
 import { createPostgresStore, createTenancy } from '@tollgate/tenancy';
@@ -14,7 +13,13 @@ import { createTestDatabase } from '@tollgate/tenancy/testing';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { loadConfig } from './config.js';
 import { startGateway } from './server.js';
-import { captureLogger, runCli, tempDataDir } from './test-helpers.js';
+import {
+  captureLogger,
+  runCli,
+  startCuttableProxy,
+  tempDataDir,
+  throughProxy,
+} from './test-helpers.js';
 
 vi.setConfig({ testTimeout: 120_000, hookTimeout: 60_000 });
 
@@ -136,48 +141,6 @@ describe.each(databases)('on $name', ({ url: databaseFor }) => {
   });
 });
 
-/** A TCP proxy to PostgreSQL that a test can cut and restore, to make the database vanish. */
-async function cuttableProxy(
-  target: URL,
-): Promise<{ port: number; cut(): Promise<void>; restore(): Promise<void> }> {
-  const sockets = new Set<Socket>();
-  let server: Server | undefined;
-  let port = 0;
-  const listen = () =>
-    new Promise<void>((done) => {
-      server = createServer((client) => {
-        const upstream = connect(Number(target.port || 5432), target.hostname);
-        sockets.add(client).add(upstream);
-        client.pipe(upstream).pipe(client);
-        const drop = () => {
-          client.destroy();
-          upstream.destroy();
-          sockets.delete(client);
-          sockets.delete(upstream);
-        };
-        client.on('error', drop).on('close', drop);
-        upstream.on('error', drop).on('close', drop);
-      });
-      server.listen(port, '127.0.0.1', () => {
-        port = (server!.address() as { port: number }).port;
-        done();
-      });
-    });
-  await listen();
-  const proxy = {
-    port,
-    async cut() {
-      await new Promise<void>((done) => {
-        server!.close(() => done());
-        for (const socket of sockets) socket.destroy();
-      });
-    },
-    restore: listen,
-  };
-  cleanups.push(() => proxy.cut());
-  return proxy;
-}
-
 describe.skipIf(!databaseUrl)(
   'PostgreSQL unreachable (TOLLGATE_TEST_DATABASE_URL unset: skipped)',
   () => {
@@ -185,10 +148,10 @@ describe.skipIf(!databaseUrl)(
       const database = await createTestDatabase(databaseUrl!);
       cleanups.push(() => database.drop());
       const target = new URL(database.url);
-      const proxy = await cuttableProxy(target);
-      const viaProxy = new URL(database.url);
-      viaProxy.hostname = '127.0.0.1';
-      viaProxy.port = String(proxy.port);
+      const proxy = await startCuttableProxy(
+        { hostname: target.hostname, port: Number(target.port || 5432) },
+        (cleanup) => cleanups.push(cleanup),
+      );
       const upstream = await fake('fast');
       const data = tempDataDir();
       cleanups.push(data.cleanup);
@@ -201,7 +164,7 @@ describe.skipIf(!databaseUrl)(
             data_dir: data.path,
             api_keys: [KEY],
             admin_key: ADMIN,
-            database_url: viaProxy.href,
+            database_url: throughProxy(database.url, proxy),
             backends: [{ url: upstream.baseURL }],
           },
         }),

@@ -3,6 +3,12 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type ServerResponse,
+} from 'node:http';
+import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
@@ -13,10 +19,11 @@ import {
   startFakeUpstream,
 } from '@tollgate/backends/testing';
 import type { PaymentSigner } from '@tollgate/client';
-import { createPgliteStore, type TenancyStore } from '@tollgate/tenancy';
+import { createPgliteStore, type Tenancy, type TenancyStore } from '@tollgate/tenancy';
 import { authorizationTypedData, encodeHeader, type PaymentRequirements } from '@tollgate/x402';
 import { APIError } from 'openai';
 import type { DestinationStream } from 'pino';
+import { expect, vi } from 'vitest';
 import { loadConfig } from './config.js';
 import { createLogger, type Logger } from './logger.js';
 import { type Gateway, startGateway } from './server.js';
@@ -280,4 +287,224 @@ export async function signPayment(
     accepted: { ...terms, ...change.accepted },
     payload: { signature, authorization },
   });
+}
+
+/** A TCP proxy on 127.0.0.1 that a test cuts and restores, to make a server vanish and return. */
+export interface CuttableProxy {
+  /** The port it listens on, the same after a restore. */
+  port: number;
+  /** Connections through it now (each counted once, client side). */
+  connections(): number;
+  /** Stops listening and drops every connection: the target looks stopped. */
+  cut(): Promise<void>;
+  /** Listens again on the same port. */
+  restore(): Promise<void>;
+}
+
+/**
+ * Starts a {@link CuttableProxy} to `target` (e.g. PostgreSQL or Redis, which a test must never
+ * stop itself: other suites use them at the same time). `onCleanup` receives its cut.
+ */
+export async function startCuttableProxy(
+  target: { hostname: string; port: number },
+  onCleanup: (cleanup: () => Promise<unknown>) => void,
+): Promise<CuttableProxy> {
+  const clients = new Set<Socket>();
+  const upstreams = new Set<Socket>();
+  let server: Server | undefined;
+  let port = 0;
+  const listen = () =>
+    new Promise<void>((done, fail) => {
+      const listening = createServer((client) => {
+        const upstream = connect(target.port, target.hostname);
+        clients.add(client);
+        upstreams.add(upstream);
+        client.pipe(upstream).pipe(client);
+        const drop = () => {
+          client.destroy();
+          upstream.destroy();
+          clients.delete(client);
+          upstreams.delete(upstream);
+        };
+        client.on('error', drop).on('close', drop);
+        upstream.on('error', drop).on('close', drop);
+      });
+      listening.once('error', fail);
+      listening.listen(port, '127.0.0.1', () => {
+        server = listening;
+        port = (listening.address() as AddressInfo).port;
+        done();
+      });
+    });
+  await listen();
+  const proxy: CuttableProxy = {
+    port,
+    connections: () => clients.size,
+    async cut() {
+      const closing = server;
+      server = undefined;
+      for (const socket of [...clients, ...upstreams]) socket.destroy();
+      if (closing) await new Promise<void>((done) => closing.close(() => done()));
+    },
+    restore: () => (server ? Promise.resolve() : listen()),
+  };
+  onCleanup(() => proxy.cut());
+  return proxy;
+}
+
+/** `url` with its host and port replaced by those of a {@link CuttableProxy} on 127.0.0.1. */
+export function throughProxy(url: string, proxy: CuttableProxy): string {
+  const proxied = new URL(url);
+  proxied.hostname = '127.0.0.1';
+  proxied.port = String(proxy.port);
+  return proxied.href;
+}
+
+/** One inference request as a {@link ScriptedUpstream} hands it to the test's answer. */
+export interface ScriptedExchange {
+  /** The parsed JSON body. */
+  body: Record<string, unknown>;
+  request: IncomingMessage;
+  response: ServerResponse;
+}
+
+/** An OpenAI-compatible upstream whose inference answers the test writes itself. */
+export interface ScriptedUpstream {
+  /** `http://127.0.0.1:<port>/v1`. */
+  baseURL: string;
+  /** Inference requests whose connection has not closed yet. */
+  open(): number;
+  /** Inference requests received so far. */
+  received(): number;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts an upstream that lists `models` on GET /v1/models and hands every POST (its JSON
+ * body read) to `answer`; `onCleanup` receives its close.
+ */
+export async function startScriptedUpstream(
+  answer: (exchange: ScriptedExchange) => void | Promise<void>,
+  onCleanup: (cleanup: () => Promise<unknown>) => void,
+  models: string[] = ['fake-model'],
+): Promise<ScriptedUpstream> {
+  let open = 0;
+  let received = 0;
+  const server = createHttpServer(async (request, response) => {
+    if (request.method !== 'POST') {
+      const list = JSON.stringify({
+        object: 'list',
+        data: models.map((id) => ({ id, object: 'model', created: 0, owned_by: 'test' })),
+      });
+      response.writeHead(200, { 'content-type': 'application/json' }).end(list);
+      return;
+    }
+    open++;
+    received++;
+    response.once('close', () => open--);
+    const chunks: Buffer[] = [];
+    for await (const chunk of request) chunks.push(chunk as Buffer);
+    const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
+    try {
+      await answer({ body, request, response });
+    } catch {
+      response.destroy();
+    }
+  });
+  await new Promise<void>((done) => server.listen(0, '127.0.0.1', () => done()));
+  const { port } = server.address() as AddressInfo;
+  const upstream: ScriptedUpstream = {
+    baseURL: `http://127.0.0.1:${port}/v1`,
+    open: () => open,
+    received: () => received,
+    close: () =>
+      new Promise<void>((done) => {
+        server.close(() => done());
+        server.closeAllConnections();
+      }),
+  };
+  onCleanup(() => upstream.close());
+  return upstream;
+}
+
+/** SSE events of an OpenAI chat completion stream, for scripted upstreams. */
+export const sse = {
+  /** A chunk carrying `content`. */
+  chunk(content: string, model = 'fake-model'): string {
+    const chunk = {
+      id: 'chatcmpl-scripted',
+      object: 'chat.completion.chunk',
+      created: 1,
+      model,
+      choices: [{ index: 0, delta: { content }, finish_reason: null }],
+    };
+    return `data: ${JSON.stringify(chunk)}\n\n`;
+  },
+  /** The last chunk (finish_reason stop), then the usage-only chunk. */
+  finish(promptTokens: number, completionTokens: number, model = 'fake-model'): string {
+    const base = { id: 'chatcmpl-scripted', object: 'chat.completion.chunk', created: 1, model };
+    const stop = { ...base, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] };
+    const usage = {
+      ...base,
+      choices: [],
+      usage: {
+        prompt_tokens: promptTokens,
+        completion_tokens: completionTokens,
+        total_tokens: promptTokens + completionTokens,
+      },
+    };
+    return `data: ${JSON.stringify(stop)}\n\ndata: ${JSON.stringify(usage)}\n\n`;
+  },
+  done: 'data: [DONE]\n\n',
+  headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' },
+};
+
+/** How a streamed answer ended for the client. */
+export interface StreamEnd {
+  text: string;
+  /** `done`: ended cleanly after `data: [DONE]`; `error`: the body failed; `truncated`: ended cleanly without [DONE]. */
+  end: 'done' | 'error' | 'truncated';
+}
+
+/** Reads a streamed answer to its end and says how it ended. */
+export async function readStream(response: Response): Promise<StreamEnd> {
+  const reader = response.body!.getReader();
+  const decoder = new TextDecoder();
+  let text = '';
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value, { stream: true });
+    }
+  } catch {
+    return { text, end: 'error' };
+  }
+  return { text, end: text.trimEnd().endsWith('data: [DONE]') ? 'done' : 'truncated' };
+}
+
+let tenantCounter = 0;
+
+/** A new tenant with `limits` and a key of its own. */
+export async function tenantWith(
+  tenancy: Tenancy,
+  limits: Record<string, unknown>,
+): Promise<{ id: string; key: string }> {
+  const tenant = await tenancy.createTenant(
+    { name: `test-${++tenantCounter}-${Date.now()}`, limits },
+    { actor: 'test' },
+  );
+  const { key } = await tenancy.issueKey(tenant.id, {}, { actor: 'test' });
+  return { id: tenant.id, key };
+}
+
+/** Waits until nothing is under way in the gateway or towards its backends. */
+export async function settledDown(gateway: Gateway): Promise<void> {
+  await vi.waitFor(
+    () => {
+      expect(gateway.inFlight()).toBe(0);
+      for (const backend of gateway.router.status()) expect(backend.inFlight).toBe(0);
+    },
+    { timeout: 10_000, interval: 50 },
+  );
 }
