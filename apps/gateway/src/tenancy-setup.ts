@@ -92,6 +92,15 @@ export async function openTenancy(
         );
       }
     },
+    onLimiterHealthChange: (healthy, error) => {
+      if (healthy) logger?.info('limits can be checked again: the limiter state (Redis) answers');
+      else {
+        logger?.error(
+          { error: describeError(error) },
+          'limits cannot be checked (the limiter state in Redis is unreachable): tenants with limits get 503 until it is back, static keys are still served; slots of requests that end meanwhile are released once it is back',
+        );
+      }
+    },
     onError: (message, error) => logger?.error({ error: describeError(error) }, message),
   });
   return {

@@ -6,6 +6,7 @@ import {
   createPgliteStore,
   createTenancy,
   formatResetDuration,
+  type Limiter,
   type PaymentInput,
   payerCaller,
   type RecordBatch,
@@ -410,6 +411,54 @@ describe('admission', () => {
     expect(error).toMatchObject({ code: 'service_unavailable', status: 503 });
     // Opening PGlite in memory runs initdb: seconds on a busy machine.
   }, 60_000);
+
+  it('error: while the limiter is unreachable, limited tenants get 503; a slot freed meanwhile is released once it is back', async () => {
+    const memory = createMemoryLimiter();
+    let down = false;
+    const settled: Array<{ tokens: number; reserved: number }> = [];
+    const limiter: Limiter = {
+      ...memory,
+      admit: (request) =>
+        down ? Promise.reject(new Error('connect ECONNREFUSED')) : memory.admit(request),
+      settle: (reservation, actual) => {
+        if (down) return Promise.reject(new Error('connect ECONNREFUSED'));
+        settled.push({ tokens: actual.tokens, reserved: reservation.tokens });
+        return memory.settle(reservation, actual);
+      },
+    };
+    const changes: boolean[] = [];
+    const { tenancy } = setup({
+      limiter,
+      onLimiterHealthChange: (healthy) => changes.push(healthy),
+    });
+    const tenant = await tenancy.createTenant(
+      { name: uniqueName(), limits: { max_concurrent: 1 } },
+      cli,
+    );
+    const caller = await tenancy.authenticate((await tenancy.issueKey(tenant.id, {}, cli)).key);
+    const admission = await tenancy.admit(caller, chat('x', { max_tokens: 10 }));
+    down = true;
+    // Settling never rejects; the usage is recorded all the same.
+    await admission.settle({
+      status: 'completed',
+      httpStatus: 200,
+      usage: { prompt_tokens: 1, completion_tokens: 2 },
+    });
+    expect(changes).toEqual([false]);
+    const error = await refusal(tenancy.admit(caller, chat('x')));
+    expect(error).toMatchObject({ code: 'service_unavailable', status: 503 });
+    expect(error.message).toContain('Rate limits cannot be checked');
+    down = false;
+    // The slot is given back first (at the reserved figures: no counter moves twice), so the
+    // tenant's one slot is free for this admission.
+    const next = await tenancy.admit(caller, chat('x'));
+    expect(changes).toEqual([false, true]);
+    expect(settled).toHaveLength(1);
+    expect(settled[0]!.tokens).toBe(settled[0]!.reserved);
+    await next.settle({ status: 'completed', httpStatus: 200 });
+    await tenancy.flush();
+    expect((await tenancy.usage({ tenantId: tenant.id }))[0]?.requests).toBe(2);
+  });
 });
 
 /** A fresh payer address, mixed case (as checksummed addresses are), so tests do not share one. */

@@ -70,6 +70,12 @@ export interface TenancyOptions {
   sleep?: (ms: number) => Promise<void>;
   /** Told when records stop being written and when they are written again. */
   onHealthChange?: (healthy: boolean, error?: unknown) => void;
+  /**
+   * Told when the limiter's state (Redis) stops answering, so tenants with limits are refused
+   * with 503, and when it answers again. The concurrency slots of requests that end in
+   * between are released once it is back.
+   */
+  onLimiterHealthChange?: (healthy: boolean, error?: unknown) => void;
   /** Told about errors that cannot reach a caller (a failed settlement). */
   onError?: (message: string, error: unknown) => void;
 }
@@ -252,6 +258,12 @@ const TENANT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const KEY_NAME = /^[\w .:@/-]{1,64}$/;
 const AUTH_WINDOW_MS = 60_000;
 const MAX_AUTH_DELAY_MS = 2000;
+/** How often slots the limiter could not release are retried, in ms. */
+const RELEASE_RETRY_MS = 1000;
+/** A slot held longer than this is given up on: the limiter's lease has ended by then. */
+const RELEASE_GIVE_UP_MS = 600_000;
+/** Slots kept for a retry at most; the oldest go first (their leases end first). */
+const MAX_UNRELEASED = 10_000;
 
 const REASON_CODES: Record<
   LimitReason,
@@ -455,6 +467,77 @@ export function createTenancy(options: TenancyOptions): Tenancy {
   const forgetTenantKeys = (tenantId: string) => {
     for (const [id, entry] of keyCache) {
       if (entry instanceof Promise || entry.key?.tenantId === tenantId) keyCache.delete(id);
+    }
+  };
+
+  // ---- the limiter's health, and slots it could not release ---------------------------------
+
+  type Reservation = Extract<Awaited<ReturnType<Limiter['admit']>>, { ok: true }>['reservation'];
+  let limiterHealthy = true;
+  const limiterAnswered = (healthy: boolean, error?: unknown) => {
+    if (healthy === limiterHealthy) return;
+    limiterHealthy = healthy;
+    options.onLimiterHealthChange?.(healthy, error);
+  };
+  // A request that ends while the limiter is unreachable still holds its concurrency slot
+  // there: without a retry the tenant's slot stays taken until its lease ends, minutes after
+  // the limiter is back. A retry only gives the slot back (it settles at the reserved figures,
+  // so no counter moves): the first attempt may still reach Redis late, from its client's
+  // queue, and counters adjusted twice would be wrong. Counters left at the reservation
+  // over-count, on the safe side, until their window ends.
+  const unreleased: Array<{ reservation: Reservation; since: number }> = [];
+  let retryTimer: ReturnType<typeof setTimeout> | undefined;
+  let retrying: Promise<void> | undefined;
+
+  const releaseSlots = async (): Promise<void> => {
+    while (unreleased.length > 0) {
+      const { reservation, since } = unreleased[0]!;
+      if (now() - since <= RELEASE_GIVE_UP_MS) {
+        try {
+          await limiter.settle(reservation, {
+            tokens: reservation.tokens,
+            costMicroUsd: reservation.costMicroUsd,
+            now: now(),
+          });
+        } catch (error) {
+          limiterAnswered(false, error);
+          scheduleRetry();
+          return;
+        }
+        limiterAnswered(true);
+      }
+      unreleased.shift();
+    }
+  };
+  /** Releases the slots left held, one run at a time. */
+  const retryReleases = (): Promise<void> => {
+    retrying ??= releaseSlots().finally(() => {
+      retrying = undefined;
+    });
+    return retrying;
+  };
+  const scheduleRetry = () => {
+    if (retryTimer) return;
+    retryTimer = setTimeout(() => {
+      retryTimer = undefined;
+      void retryReleases();
+    }, RELEASE_RETRY_MS);
+    retryTimer.unref?.();
+  };
+  /** Settles a reservation in the limiter; never rejects. */
+  const release = async (
+    reservation: Reservation,
+    actual: Parameters<Limiter['settle']>[1],
+  ): Promise<void> => {
+    try {
+      await limiter.settle(reservation, actual);
+      limiterAnswered(true);
+    } catch (error) {
+      limiterAnswered(false, error);
+      if (!reservation.slot) return;
+      if (unreleased.length >= MAX_UNRELEASED) unreleased.shift();
+      unreleased.push({ reservation, since: now() });
+      scheduleRetry();
     }
   };
 
@@ -675,9 +758,7 @@ export function createTenancy(options: TenancyOptions): Tenancy {
       const admittedAt = now();
       const streamed = request.streamed ?? false;
 
-      let reservation:
-        | Extract<Awaited<ReturnType<Limiter['admit']>>, { ok: true }>['reservation']
-        | undefined;
+      let reservation: Reservation | undefined;
       let headers: Record<string, string> = {};
       const limits = caller.limits;
       const limited =
@@ -688,6 +769,12 @@ export function createTenancy(options: TenancyOptions): Tenancy {
       if (limited) {
         let result: Awaited<ReturnType<Limiter['admit']>>;
         try {
+          // Slots freed while the limiter was away are given back before anything is taken;
+          // while it still refuses them, it is still away.
+          if (unreleased.length > 0) {
+            await retryReleases();
+            if (unreleased.length > 0) throw new Error('the limiter is unreachable');
+          }
           result = await limiter.admit({
             tenantId: caller.tenantId,
             limits: toLimiterLimits(limits),
@@ -701,12 +788,14 @@ export function createTenancy(options: TenancyOptions): Tenancy {
             },
           });
         } catch (error) {
+          limiterAnswered(false, error);
           throw new TollgateError(
             'service_unavailable',
             'Rate limits cannot be checked right now (their state is unreachable); try again shortly.',
             { cause: error, headers: { 'retry-after': '5' } },
           );
         }
+        limiterAnswered(true);
         if (!result.ok) {
           const retryAfterMs = Math.max(1, Math.ceil(result.retryAfterMs));
           throw new TollgateError(
@@ -745,11 +834,7 @@ export function createTenancy(options: TenancyOptions): Tenancy {
           streamed,
         });
       } catch (error) {
-        if (reservation) {
-          await limiter
-            .settle(reservation, { tokens: 0, costMicroUsd: 0, now: now() })
-            .catch(() => {});
-        }
+        if (reservation) await release(reservation, { tokens: 0, costMicroUsd: 0, now: now() });
         throw new TollgateError(
           'service_unavailable',
           'Usage cannot be recorded right now (the gateway is shutting down); try again shortly.',
@@ -790,15 +875,11 @@ export function createTenancy(options: TenancyOptions): Tenancy {
           const cost = costMicroUsd(price, prompt, completion);
           const settledAt = now();
           if (reservation) {
-            try {
-              await limiter.settle(reservation, {
-                tokens: prompt + completion,
-                costMicroUsd: cost,
-                now: settledAt,
-              });
-            } catch (error) {
-              onError('releasing a reservation in the limiter failed', error);
-            }
+            await release(reservation, {
+              tokens: prompt + completion,
+              costMicroUsd: cost,
+              now: settledAt,
+            });
           }
           const event: UsageEvent = {
             id: admissionId,
@@ -958,7 +1039,11 @@ export function createTenancy(options: TenancyOptions): Tenancy {
     flush: () => recorder.flush(),
     async close() {
       clearInterval(sweepTimer);
+      clearTimeout(retryTimer);
       sweepFailures(true);
+      // One last try; what the limiter still refuses is freed by its slot leases.
+      if (unreleased.length > 0) await retryReleases();
+      clearTimeout(retryTimer);
       try {
         await recorder.close();
       } finally {
