@@ -99,37 +99,28 @@ const migrationConfig: MigrationConfig = {
  */
 const MIGRATION_LOCK_KEY = '8390043843661231205';
 
-/** Rows per INSERT (one JSON parameter each): bounds the size of one statement. */
-const INSERT_CHUNK = 1000;
-
 /**
- * Inserts records as one JSON parameter per chunk, expanded by `json_populate_recordset`
- * into the table's own row type: the database does the per-row work, instead of the query
- * builder binding every column of every row (which cost more than the insert itself on the
- * embedded database, where both run on the gateway's thread). Existing ids are skipped.
+ * Records as the JSON text of rows of `table` (column names, instants as ISO strings, text
+ * the database refuses replaced), for `json_populate_recordset`: the database does the per-row
+ * work, instead of the query builder binding every column of every row (which cost more than
+ * the insert itself on the embedded database, where both run on the gateway's thread).
  */
-async function insertRecords(
-  tx: Pick<Database, 'execute'>,
+function rowsJson(
   table: typeof reservations | typeof usageEvents | typeof auditLog | typeof payments,
   records: readonly object[],
-): Promise<void> {
-  if (records.length === 0) return;
+): string {
   const columns = Object.entries(getTableColumns(table)).map(
     ([key, column]) => [key, column.name] as const,
   );
-  for (const part of chunks(records as Array<Record<string, unknown>>, INSERT_CHUNK)) {
-    const rows = part.map((record) => {
-      const row: Record<string, unknown> = {};
-      for (const [key, name] of columns) {
-        const value = record[key];
-        row[name] = value instanceof Date ? value.toISOString() : value;
-      }
-      return row;
-    });
-    await tx.execute(
-      sql`insert into ${table} select * from json_populate_recordset(null::${table}, ${JSON.stringify(rows, storableText)}::json) on conflict (id) do nothing`,
-    );
-  }
+  const rows = (records as Array<Record<string, unknown>>).map((record) => {
+    const row: Record<string, unknown> = {};
+    for (const [key, name] of columns) {
+      const value = record[key];
+      row[name] = value instanceof Date ? value.toISOString() : value;
+    }
+    return row;
+  });
+  return JSON.stringify(rows, storableText);
 }
 
 const UNSTORABLE =
@@ -359,23 +350,29 @@ function createDrizzleStore(
       const size =
         batch.reservations.length + batch.usage.length + batch.audit.length + batch.payments.length;
       if (size === 0) return;
+      const usage = rowsJson(usageEvents, batch.usage);
+      const ids = JSON.stringify([
+        ...new Set([...batch.reservations, ...batch.usage].map((record) => record.id)),
+      ]);
+      // One statement, so a batch is written whole or not at all without a transaction block:
+      // postgres.js (3.4.9) crashes the process when a connection drops inside one (the
+      // ROLLBACK it then sends is written to the closed socket from a setImmediate, an uncaught
+      // TypeError: porsager/postgres#1208), which a PostgreSQL restart during traffic does.
+      // Existing ids are skipped. A reservation is settled once a usage event carries its id,
+      // whichever batch wrote that event: one settled already, or in this batch, is not
+      // written (a replayed older batch must not resurrect it), and those written before are
+      // deleted. The statement's parts all see the tables as they were before it.
       await run(
-        db.transaction(async (tx) => {
-          await insertRecords(tx, reservations, batch.reservations);
-          await insertRecords(tx, usageEvents, batch.usage);
-          await insertRecords(tx, auditLog, batch.audit);
-          await insertRecords(tx, payments, batch.payments);
-          // A reservation is settled once a usage event carries its id, whichever batch wrote
-          // that event: a replayed older batch must not resurrect a settled reservation.
-          const ids = [
-            ...new Set([...batch.reservations, ...batch.usage].map((record) => record.id)),
-          ];
-          if (ids.length > 0) {
-            await tx.execute(
-              sql`delete from ${reservations} where ${reservations.id} in (select ${usageEvents.id} from ${usageEvents} where ${usageEvents.id} in (select json_array_elements_text(${JSON.stringify(ids)}::json)))`,
-            );
-          }
-        }),
+        db.execute(sql`with
+          usage_in as (insert into ${usageEvents} select * from json_populate_recordset(null::${usageEvents}, ${usage}::json) on conflict (id) do nothing),
+          audit_in as (insert into ${auditLog} select * from json_populate_recordset(null::${auditLog}, ${rowsJson(auditLog, batch.audit)}::json) on conflict (id) do nothing),
+          payments_in as (insert into ${payments} select * from json_populate_recordset(null::${payments}, ${rowsJson(payments, batch.payments)}::json) on conflict (id) do nothing),
+          settled as (
+            select id from json_populate_recordset(null::${usageEvents}, ${usage}::json)
+            union select ${usageEvents.id} from ${usageEvents} where ${usageEvents.id} in (select json_array_elements_text(${ids}::json))
+          ),
+          reservations_in as (insert into ${reservations} select * from json_populate_recordset(null::${reservations}, ${rowsJson(reservations, batch.reservations)}::json) as incoming where incoming.id not in (select id from settled) on conflict (id) do nothing)
+        delete from ${reservations} where ${reservations.id} in (select id from settled)`),
       );
     },
 
@@ -501,12 +498,6 @@ function queryLimit(what: 'audit' | 'payment', limit: number | undefined): numbe
     throw new RangeError(`The ${what} limit must be a positive integer, got ${limit}.`);
   }
   return Math.min(limit, QUERY_LIMIT_MAX);
-}
-
-function* chunks<T>(items: readonly T[], size: number): Generator<T[]> {
-  for (let start = 0; start < items.length; start += size) {
-    yield items.slice(start, start + size);
-  }
 }
 
 /** Awaits a query, rethrowing the driver's error rather than drizzle's wrapper. */
