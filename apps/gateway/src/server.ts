@@ -238,6 +238,8 @@ export async function startGateway(
 
   let closing = false;
   let inFlight = 0;
+  /** Resolves the wait of a shutdown for the last request to end. */
+  let onLastRequestEnded: (() => void) | undefined;
   // Requests under way per connection, so shutdown can drop idle keep-alive connections (and
   // connections that never sent a request) at once and the others as soon as they finish.
   const connections = new Map<Socket, number>();
@@ -266,6 +268,7 @@ export async function startGateway(
     if (closing) response.setHeader('connection', 'close');
     response.once('close', () => {
       inFlight -= 1;
+      if (inFlight === 0) onLastRequestEnded?.();
       const remaining = Math.max(0, (connections.get(socket) ?? 1) - 1);
       if (connections.has(socket)) connections.set(socket, remaining);
       // Ends the connection after the answer has been flushed.
@@ -320,6 +323,14 @@ export async function startGateway(
         logger.warn({ inFlight }, 'shutdown grace period over: closing the remaining connections');
         server.closeAllConnections();
         await allClosed;
+      }
+      // The server may report its connections closed before each answer on them has ended
+      // (and cancelled its upstream body): closing the upstream connections first would settle
+      // a stream cut here as broken by its upstream, charged nothing, instead of as cut.
+      if (inFlight > 0) {
+        await new Promise<void>((resolve) => {
+          onLastRequestEnded = resolve;
+        });
       }
       await router.close();
       await local?.close();
