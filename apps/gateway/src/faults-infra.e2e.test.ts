@@ -253,10 +253,10 @@ async function gatewayOn(
   return gateway;
 }
 
-// Known: postgres.js 3.4.9 can crash the process when the cut lands inside a transaction of
-// the record writer (the ROLLBACK it then sends goes to the closed socket from a setImmediate:
-// porsager/postgres#1208). Vitest then reports an uncaught TypeError in connection.js
-// nextWrite: that is the gateway crashing, not a flaw of this test.
+// This is the test that found postgres.js (3.4.9) crashing the process when the cut landed
+// inside a transaction of the record writer (porsager/postgres#1208; the store now writes a
+// batch in one statement). Should it come back, Vitest reports an uncaught TypeError in
+// postgres' connection.js nextWrite: that is the gateway crashing.
 describe.skipIf(!databaseUrl)(
   'PostgreSQL cut during traffic (TOLLGATE_TEST_DATABASE_URL unset: skipped)',
   () => {
