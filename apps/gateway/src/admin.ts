@@ -20,7 +20,7 @@ import {
 import { type Context, Hono } from 'hono';
 import { z } from 'zod';
 import { type GatewayEnv, remoteAddress } from './app.js';
-import { checkJsonDepth } from './json-depth.js';
+import { parseJsonText } from './json-depth.js';
 
 /** Options for {@link createAdminApp}. */
 export interface AdminOptions {
@@ -294,23 +294,13 @@ async function readBody<T>(c: Context<GatewayEnv>, schema: z.ZodType<T>): Promis
       cause: error,
     });
   }
-  let value: unknown = {};
-  if (text.trim() !== '') {
-    try {
-      value = JSON.parse(text);
-    } catch (error) {
-      throw new TollgateError(
-        'invalid_json',
-        `The request body is not valid JSON (${(error as Error).message}).`,
-      );
-    }
-    checkJsonDepth(value);
-    if (holdsUnstorableText(value)) {
-      throw new TollgateError(
-        'invalid_request',
-        'Text in the request body must not contain U+0000 (NUL) or unpaired surrogates.',
-      );
-    }
+  // An empty body is an empty object here: the admin calls without fields take none.
+  const value: unknown = text.trim() === '' ? {} : parseJsonText(text);
+  if (holdsUnstorableText(value)) {
+    throw new TollgateError(
+      'invalid_request',
+      'Text in the request body must not contain U+0000 (NUL) or unpaired surrogates.',
+    );
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new TollgateError('invalid_request', 'The request body must be a JSON object.');

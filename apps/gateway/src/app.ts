@@ -38,7 +38,7 @@ import {
   parseReplyKey,
   sealObolReply,
 } from './encryption.js';
-import { checkJsonDepth } from './json-depth.js';
+import { parseJsonText } from './json-depth.js';
 import type { Logger } from './logger.js';
 import type { GatewayMetrics } from './metrics.js';
 import { addOhttpGateway, wasEncapsulated } from './ohttp-gateway.js';
@@ -813,26 +813,6 @@ async function readJsonBody(request: Request): Promise<unknown> {
     });
   }
   return parseJsonText(text);
-}
-
-function parseJsonText(text: string): unknown {
-  if (text.trim() === '') {
-    throw new TollgateError(
-      'invalid_json',
-      'The request body is empty. Send a JSON object, e.g. {"model": "...", "messages": [...]}.',
-    );
-  }
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch (error) {
-    throw new TollgateError(
-      'invalid_json',
-      `The request body is not valid JSON (${(error as Error).message}).`,
-    );
-  }
-  checkJsonDepth(body);
-  return body;
 }
 
 /** How {@link toClientResponse} ends a body that breaks after the answer has started. */

@@ -35,3 +35,29 @@ export function checkJsonDepth(value: unknown, maxDepth = MAX_JSON_DEPTH): void 
     }
   }
 }
+
+/**
+ * Parses a request body's JSON text, refusing an empty body, text that is not JSON and a
+ * body nested deeper than {@link MAX_JSON_DEPTH}.
+ *
+ * @throws {TollgateError} `invalid_json` (400) saying which.
+ */
+export function parseJsonText(text: string): unknown {
+  if (text.trim() === '') {
+    throw new TollgateError(
+      'invalid_json',
+      'The request body is empty. Send a JSON object, e.g. {"model": "...", "messages": [...]}.',
+    );
+  }
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch (error) {
+    throw new TollgateError(
+      'invalid_json',
+      `The request body is not valid JSON (${(error as Error).message}).`,
+    );
+  }
+  checkJsonDepth(body);
+  return body;
+}

@@ -16,7 +16,7 @@ import {
 } from '@tollgate/protocol';
 import type { Context, Hono, MiddlewareHandler } from 'hono';
 import type { GatewayEnv, ServeInference } from './app.js';
-import { checkJsonDepth } from './json-depth.js';
+import { parseJsonText } from './json-depth.js';
 import { wasEncapsulated } from './ohttp-gateway.js';
 import {
   type AnswerShape,
@@ -271,22 +271,7 @@ async function readBody(c: Context<GatewayEnv>): Promise<JsonObject | Response> 
       cause: error,
     });
   }
-  if (text.trim() === '') {
-    throw new TollgateError(
-      'invalid_json',
-      'The request body is empty. Send a JSON object, e.g. {"model": "...", "messages": [...]}.',
-    );
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (error) {
-    throw new TollgateError(
-      'invalid_json',
-      `The request body is not valid JSON (${(error as Error).message}).`,
-    );
-  }
-  checkJsonDepth(parsed);
+  const parsed = parseJsonText(text);
   const body = asObject(parsed);
   if (!body) {
     throw new TollgateError('invalid_json', 'The request body must be a JSON object.');
