@@ -4,7 +4,11 @@
  *
  * Four processes: this one generates load, one runs the upstream, one a bare proxy (the
  * floor of one extra hop), one the gateway (compiled, as the published `tollgate serve`
- * runs, with a static API key and the default info-level access log written to /dev/null). Latency is measured open-loop at a fixed rate, from each request's
+ * runs, with the default info-level access log written to /dev/null and its embedded
+ * database in a temporary data directory). Through the gateway, requests carry the key of a
+ * tenant with requests-per-minute, tokens-per-minute and concurrency limits set far above
+ * what the load reaches, so auth, the limiter and metering all run on every request and
+ * none is refused. Latency is measured open-loop at a fixed rate, from each request's
  * scheduled start (so a stall is not hidden by the load generator waiting for it), for
  * non-streamed and streamed chat completions; throughput is measured closed-loop with a
  * fixed number of concurrent connections. Direct and gateway rounds alternate and the
@@ -12,27 +16,40 @@
  * BENCH_SECONDS (per round, default 5), BENCH_ROUNDS (default 3), BENCH_CONCURRENCY
  * (default 32), BENCH_JSON=path to also write the figures as JSON.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { cpSync, mkdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { Agent, request as httpRequest } from 'node:http';
-import { createServer } from 'node:net';
-import { dirname, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
-import { build } from 'tsup';
 import {
   createBhttpResponseDecoder,
   createChunkedRequestWriter,
   decodeKeyConfigs,
   encodeBhttpRequest,
 } from '../packages/ecies/src/index.js';
+import {
+  createBenchSession,
+  createTenantKey,
+  freePort,
+  median,
+  percentile,
+  startGateway,
+  waitForHttp,
+} from './harness.js';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const rate = Number(process.env.BENCH_RATE ?? 200);
 const seconds = Number(process.env.BENCH_SECONDS ?? 5);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 32);
-const apiKey = 'bench-key';
+/** A static key: keeps the gateway out of its open (keyless) mode; the load uses a tenant's key. */
+const staticKey = 'bench-key';
+const adminKey = 'bench-admin-key';
+/** Limits far above what this machine can send, so the limiter runs on every request but never refuses. */
+const tenantLimits = {
+  requests_per_minute: 100_000_000,
+  tokens_per_minute: 10_000_000_000,
+  max_concurrent: 100_000,
+};
+/** The bearer token every request carries: the tenant's key once it is issued. */
+let apiKey = staticKey;
 
 interface Sample {
   firstByteMs: number;
@@ -43,43 +60,6 @@ interface Target {
   name: 'direct' | 'proxy' | 'gateway';
   port: number;
   path: string;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const server = createServer();
-    server.once('error', fail);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => done(port));
-    });
-  });
-}
-
-function startProcess(args: string[], env: Record<string, string>): ChildProcess {
-  const typescript = args[0]?.endsWith('.ts') ?? false;
-  return spawn(process.execPath, [...(typescript ? ['--import', 'tsx'] : []), ...args], {
-    cwd: root,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-}
-
-async function waitForHttp(port: number, path: string): Promise<void> {
-  for (let attempt = 0; attempt < 300; attempt++) {
-    const status = await new Promise<number>((done) => {
-      const probe = httpRequest({ host: '127.0.0.1', port, path, method: 'GET' }, (response) => {
-        response.resume();
-        done(response.statusCode ?? 0);
-      });
-      probe.on('error', () => done(0));
-      probe.end();
-    });
-    if (status === 200) return;
-    await sleep(100);
-  }
-  throw new Error(`nothing answered 200 on 127.0.0.1:${port}${path} within 30 s`);
 }
 
 const agent = new Agent({ keepAlive: true, maxSockets: 256 });
@@ -162,15 +142,6 @@ async function closedLoop(target: Target, durationS: number): Promise<number> {
   return completed / ((performance.now() - started) / 1000);
 }
 
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
-}
-
-function median(values: number[]): number {
-  return percentile(values, 50);
-}
-
 type Figures = Record<string, number>;
 
 function summarize(samples: Sample[], stream: boolean): Figures {
@@ -197,49 +168,6 @@ function formatRow(label: string, values: number[]): string {
     ? `${((gateway / direct) * 100).toFixed(1)}% of direct, ${((gateway / proxy) * 100).toFixed(1)}% of proxy`
     : `+${(gateway - direct).toFixed(3)} ms (proxy +${(proxy - direct).toFixed(3)} ms)`;
   return `${label.padEnd(17)}${cells.join(' ')}   ${extra}`;
-}
-
-/**
- * The gateway as users run it: compiled JavaScript, as the published `tollgate` bin is, not
- * TypeScript compiled on load by tsx. Workspace packages resolve to their sources, so the
- * whole program is bundled into one file, laid out like an installed package: dist/cli.js with
- * package.json and the tenancy migrations one level up (both are read relative to the code),
- * and PGlite, which loads its WebAssembly and data files from beside its own code, left
- * outside the bundle and linked into node_modules.
- */
-async function buildGateway(): Promise<string> {
-  const benchDir = resolve(root, 'apps/gateway/.bench');
-  const outDir = resolve(benchDir, 'dist');
-  const pglite = realpathSync(resolve(root, 'packages/tenancy/node_modules/@electric-sql/pglite'));
-  await build({
-    config: false,
-    entry: {
-      cli: resolve(root, 'apps/gateway/src/cli.ts'),
-      // The embedded database's worker thread, loaded from beside the code that starts it.
-      'store-worker': resolve(root, 'packages/tenancy/src/store-worker.ts'),
-    },
-    outDir,
-    format: 'esm',
-    platform: 'node',
-    target: 'node20',
-    noExternal: [/^(?!@electric-sql\/pglite)/],
-    external: ['@electric-sql/pglite'],
-    // Bundled CommonJS dependencies call require() for Node's built-ins.
-    banner: {
-      js: "import { createRequire as createRequireForBundle } from 'node:module'; const require = createRequireForBundle(import.meta.url);",
-    },
-    clean: true,
-    silent: true,
-  });
-  cpSync(resolve(root, 'apps/gateway/package.json'), resolve(benchDir, 'package.json'));
-  cpSync(resolve(root, 'packages/tenancy/migrations'), resolve(benchDir, 'migrations'), {
-    recursive: true,
-  });
-  const link = resolve(benchDir, 'node_modules/@electric-sql/pglite');
-  rmSync(link, { force: true, recursive: true });
-  mkdirSync(dirname(link), { recursive: true });
-  symlinkSync(pglite, link, 'dir');
-  return resolve(outDir, 'cli.js');
 }
 
 /**
@@ -334,29 +262,20 @@ async function encryptedStreams(gatewayPort: number): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const upstreamPort = await freePort();
-  const proxyPort = await freePort();
-  const gatewayPort = await freePort();
-  const upstream = startProcess(['bench/upstream.ts', String(upstreamPort)], {});
-  const proxy = startProcess(['bench/bare-proxy.ts', String(proxyPort), String(upstreamPort)], {});
-  const gateway = startProcess([await buildGateway(), 'serve', '--port', String(gatewayPort)], {
-    TOLLGATE_BACKEND_URL: `http://127.0.0.1:${upstreamPort}/v1`,
-    TOLLGATE_BACKEND_TYPE: 'openai',
-    TOLLGATE_API_KEYS: apiKey,
-    TOLLGATE_LOG_LEVEL: 'info',
-    TOLLGATE_DATA_DIR: resolve(root, '.tollgate-bench'),
-  });
-  const children = [upstream, proxy, gateway];
-  const stop = () => {
-    // Once: a second SIGTERM tells the gateway to skip its graceful drain.
-    for (const child of children)
-      if (child.exitCode === null && !child.killed) child.kill('SIGTERM');
-  };
-  process.on('exit', stop);
+  const session = createBenchSession();
   try {
+    const upstreamPort = await freePort();
+    const proxyPort = await freePort();
+    session.start(['bench/upstream.ts', String(upstreamPort)], {});
+    session.start(['bench/bare-proxy.ts', String(proxyPort), String(upstreamPort)], {});
+    const gateway = await startGateway(session, {
+      upstreamPort,
+      env: { TOLLGATE_API_KEYS: staticKey, TOLLGATE_ADMIN_KEY: adminKey },
+    });
+    const gatewayPort = gateway.port;
     await waitForHttp(upstreamPort, '/v1/models');
     await waitForHttp(proxyPort, '/v1/models');
-    await waitForHttp(gatewayPort, '/health/ready');
+    apiKey = await createTenantKey(gatewayPort, adminKey, 'bench', tenantLimits);
     const path = '/v1/chat/completions';
     const targets: Target[] = [
       { name: 'direct', port: upstreamPort, path },
@@ -364,7 +283,7 @@ async function main(): Promise<void> {
       { name: 'gateway', port: gatewayPort, path },
     ];
     console.log(
-      `warming up (rate ${rate}/s, ${seconds}s x ${rounds} rounds, concurrency ${concurrency})`,
+      `warming up (rate ${rate}/s, ${seconds}s x ${rounds} rounds, concurrency ${concurrency}; gateway: a tenant key with rpm, tpm and concurrency limits, metered)`,
     );
     for (const target of targets) {
       await openLoop(target, false, 1);
@@ -410,8 +329,8 @@ async function main(): Promise<void> {
       );
     }
   } finally {
-    stop();
     agent.destroy();
+    await session.close();
   }
 }
 
