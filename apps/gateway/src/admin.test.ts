@@ -79,6 +79,9 @@ function stubRouter(): Router {
     queues() {
       return [];
     },
+    cutStreams() {
+      return 0;
+    },
     status() {
       return [];
     },

@@ -65,6 +65,9 @@ function stubRouter(
     queues() {
       return [];
     },
+    cutStreams() {
+      return 0;
+    },
     status() {
       return options.status ?? [];
     },

@@ -486,15 +486,25 @@ describe('SIGTERM with 100 streams in flight', () => {
             text += new TextDecoder().decode(next.value);
           }
         } catch {
-          return { ...stream, end: 'error' };
+          return { ...stream, text, end: 'error' };
         }
-        return { ...stream, end: text.trimEnd().endsWith('data: [DONE]') ? 'done' : 'truncated' };
+        return {
+          ...stream,
+          text,
+          end: text.trimEnd().endsWith('data: [DONE]') ? 'done' : 'truncated',
+        };
       }),
     );
     expect(await first.run.exit, first.run.stderr()).toBe(0);
-    // Every short stream finished whole; every long one was cut, never ended as if whole.
+    // Every short stream finished whole; every long one was cut, never ended as if whole,
+    // and its last event says why.
     for (const result of results) {
       expect(result.end, result.requestId).toBe(result.short ? 'done' : 'error');
+      if (result.short) continue;
+      const events = result.text.split('\n\n').filter(Boolean);
+      expect(events.at(-1), result.requestId).toMatch(
+        /^data: \{"error":\{.*"code":"service_unavailable"\}\}$/,
+      );
     }
     // The gateway hung up on the upstream for every stream it cut.
     await vi.waitFor(() => expect(upstream.open()).toBe(0), { timeout: 10_000, interval: 50 });

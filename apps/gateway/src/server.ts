@@ -14,6 +14,7 @@ import {
 } from '@tollgate/backends';
 import type { DiscoveredServer, discover } from '@tollgate/discovery';
 import type { KeySet } from '@tollgate/ecies';
+import { TollgateError } from '@tollgate/protocol';
 import type { Tenancy, TenancyStore } from '@tollgate/tenancy';
 import type { Hono } from 'hono';
 import { type AccessControl, resolveAccess } from './access.js';
@@ -51,6 +52,9 @@ export interface StartGatewayOptions {
 /** Why a gateway that looked for servers and found none is not ready, and what to do. */
 const NOTHING_FOUND =
   'no backend configured and discovery found no inference server on this machine: start one (e.g. "ollama serve" or llama-server) and restart the gateway, add ports with TOLLGATE_DISCOVERY_PORTS, or set TOLLGATE_BACKEND_URL';
+
+/** How long streams cut at the end of the shutdown grace period get to send their error event. */
+const CUT_FLUSH_MS = 1000;
 
 /** A running gateway. */
 export interface Gateway {
@@ -320,7 +324,29 @@ export async function startGateway(
       const result = await Promise.race([allClosed.then(() => 'drained' as const), deadline]);
       clearTimeout(timer);
       if (result === 'deadline') {
-        logger.warn({ inFlight }, 'shutdown grace period over: closing the remaining connections');
+        // Streams still going end with an error event, so a client can tell the answer is
+        // incomplete; each takes its cut on its next read, hence the short wait before the
+        // remaining connections (and any stream whose caller stopped reading) are closed.
+        const cut = router.cutStreams(
+          new TollgateError(
+            'service_unavailable',
+            'The gateway is shutting down and its grace period is over; the response is incomplete. Retry the request.',
+          ),
+        );
+        logger.warn(
+          { inFlight, streamsCut: cut },
+          'shutdown grace period over: ending the remaining streams with an error event and closing the remaining connections',
+        );
+        if (cut > 0) {
+          let flushTimer: NodeJS.Timeout | undefined;
+          await Promise.race([
+            allClosed,
+            new Promise<void>((resolve) => {
+              flushTimer = setTimeout(resolve, CUT_FLUSH_MS);
+            }),
+          ]);
+          clearTimeout(flushTimer);
+        }
         server.closeAllConnections();
         await allClosed;
       }

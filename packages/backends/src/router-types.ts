@@ -1,7 +1,7 @@
 /**
  * The router's public types: how models map to backends and what a dispatch returns.
  */
-import type { Operation, OperationRequest, Usage } from '@tollgate/protocol';
+import type { Operation, OperationRequest, TollgateError, Usage } from '@tollgate/protocol';
 import type { Backend, BackendHealth } from './backend.js';
 
 /** One backend as the router sees it. */
@@ -202,6 +202,15 @@ export interface Router {
   refresh(): Promise<void>;
   /** Starts the watchdog and model refresh timers (unref'd). Idempotent. */
   start(): void;
+  /**
+   * Ends every response body still being delivered, for a server that is shutting down: an
+   * unfinished SSE stream gets one OpenAI error event with `error`'s code and message (on an
+   * event boundary) and then a stream error; other bodies error with `error`. Each upstream
+   * body is cancelled and each outcome settles as `aborted`. A body takes the cut on its next
+   * read, so one whose caller has stopped reading is left to the server to close.
+   * @returns how many bodies were cut.
+   */
+  cutStreams(error: TollgateError): number;
   /** Stops the timers. */
   close(): Promise<void>;
 }

@@ -1099,6 +1099,41 @@ describe('createRouter: streams, usage and outcome', () => {
     expect((await reading).error).toBeDefined();
   });
 
+  it('behavior: cutStreams ends every body being delivered (an error event for SSE), settles each as aborted, frees their slots and skips finished ones', async () => {
+    const bodies: Array<ReturnType<typeof controlledBody>> = [];
+    const a = fakeBackend('a', (request) => {
+      if (!request.stream) return json(completion());
+      const body = controlledBody();
+      bodies.push(body);
+      body.push(chunk('x'));
+      return sseResponse(body.stream);
+    });
+    const r = router({
+      backends: [{ backend: a, models: ['m'] }],
+      concurrency: { m: { maxConcurrent: 2 } },
+    });
+    const finished = await r.dispatch('chat.completions', chat('m'), { signal: signal() });
+    expect((await settle(finished)).status).toBe('completed');
+    const streams = await Promise.all(
+      [1, 2].map(() =>
+        r.dispatch('chat.completions', chat('m', { stream: true }), { signal: signal() }),
+      ),
+    );
+    const readings = streams.map((result) => drain(result.response.body));
+    const reason = new TollgateError('service_unavailable', 'Shutting down.');
+    expect(r.cutStreams(reason)).toBe(2);
+    for (const [index, result] of streams.entries()) {
+      const { text, error } = await readings[index]!;
+      expect(text.startsWith(chunk('x'))).toBe(true);
+      expect(text).toContain('"code":"service_unavailable"');
+      expect(error).toBe(reason);
+      expect(await bodies[index]!.cancelled).toBe(reason);
+      expect(await result.outcome).toMatchObject({ status: 'aborted', error: reason });
+    }
+    expect(r.cutStreams(reason)).toBe(0);
+    expect(r.queues()).toEqual([{ model: 'm', active: 0, queued: 0 }]);
+  });
+
   it('error: a caller that aborts while the upstream is thinking gets its abort reason, and nothing leaks', async () => {
     const a = fakeBackend('a', () => new Promise<Response>(() => {}));
     const r = router({

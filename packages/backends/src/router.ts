@@ -36,7 +36,7 @@ import type {
   RouterModel,
   RouterOptions,
 } from './router-types.js';
-import { createBodyRelay, type RelayEnd } from './stream-finisher.js';
+import { type BodyRelay, createBodyRelay, type RelayEnd } from './stream-finisher.js';
 
 /** Misses on unknown models relist the backends at most this often, in ms. */
 const MISS_REFRESH_MIN_MS = 5000;
@@ -169,6 +169,8 @@ export function createRouter(options: RouterOptions): Router {
   let probeRound: Promise<void> | undefined;
   let lastMissRefreshAt: number | undefined;
   let stopTimers: (() => void) | undefined;
+  /** Bodies being delivered, for {@link Router.cutStreams}. */
+  const delivering = new Set<BodyRelay>();
 
   function emit(event: RouterEvent): void {
     if (!onEvent) return;
@@ -508,8 +510,10 @@ export function createRouter(options: RouterOptions): Router {
       resolveOutcome = resolve;
     });
     let onCallerAbort = noop;
+    let relay: BodyRelay | undefined;
 
     const onEnd = (end: RelayEnd) => {
+      if (relay) delivering.delete(relay);
       signal.removeEventListener('abort', onCallerAbort);
       state.inFlight--;
       release?.();
@@ -533,7 +537,7 @@ export function createRouter(options: RouterOptions): Router {
       return { ...base, response };
     }
 
-    const relay = createBodyRelay({
+    relay = createBodyRelay({
       reader: lockedReader ?? response.body.getReader(),
       format,
       stripUsage: format === 'sse' && !context.includeUsage,
@@ -544,9 +548,11 @@ export function createRouter(options: RouterOptions): Router {
       ...(firstChunk ? { first: firstChunk } : {}),
       ...(context.onBodyError ? { onError: context.onBodyError } : {}),
     });
+    const delivery = relay;
+    delivering.add(delivery);
     onCallerAbort = () => {
       controller.abort(signal.reason);
-      relay.abort(signal.reason);
+      delivery.abort(signal.reason);
     };
     signal.addEventListener('abort', onCallerAbort, { once: true });
 
@@ -558,7 +564,7 @@ export function createRouter(options: RouterOptions): Router {
     }
     return {
       ...base,
-      response: new Response(relay.body, {
+      response: new Response(delivery.body, {
         status: response.status,
         statusText: response.statusText,
         headers,
@@ -730,6 +736,12 @@ export function createRouter(options: RouterOptions): Router {
         relist: () => refreshModels().catch(noop),
       });
       void Promise.all([probeAll(), refreshModels()]).catch(noop);
+    },
+
+    cutStreams(error) {
+      const cut = [...delivering];
+      for (const delivery of cut) delivery.cut(error);
+      return cut.length;
     },
 
     async close() {

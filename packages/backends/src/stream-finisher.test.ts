@@ -1,3 +1,4 @@
+import { TollgateError } from '@tollgate/protocol';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { createBodyRelay, createSseSplitter, type RelayEnd } from './stream-finisher.js';
@@ -250,5 +251,106 @@ describe('createBodyRelay', () => {
     expect(text).toContain('"code":"upstream_stream_error"');
     expect(error).toBe(seen[0]);
     expect((error as { code?: string }).code).toBe('upstream_stream_error');
+  });
+  it('behavior: cut() mid-event ends an SSE body on an event boundary with one error event of its code, then errors it; the upstream is cancelled; the end is aborted', async () => {
+    const ends: RelayEnd[] = [];
+    let cancelledWith: unknown;
+    let pulls = 0;
+    const upstream = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        pulls++;
+        // A whole event, then half of one; then nothing more until cancelled.
+        if (pulls === 1) controller.enqueue(encoder.encode(`data: ${contentEvent('a')}\n\n`));
+        if (pulls === 2) controller.enqueue(encoder.encode('data: {"half'));
+        if (pulls >= 3) return new Promise<void>(() => {});
+      },
+      cancel(reason) {
+        cancelledWith = reason;
+      },
+    });
+    const relay = createBodyRelay({
+      reader: upstream.getReader(),
+      format: 'sse',
+      onEnd: (end) => ends.push(end),
+    });
+    const reader = relay.body.getReader();
+    expect(decoder.decode((await reader.read()).value)).toBe(`data: ${contentEvent('a')}\n\n`);
+    // The next read waits on the upstream (the half event is held back).
+    const next = reader.read();
+    for (let round = 0; round < 100 && pulls < 3; round++) {
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    const reason = new TollgateError('service_unavailable', 'Shutting down.');
+    relay.cut(reason);
+    relay.cut(reason);
+    const event = decoder.decode((await next).value);
+    expect(event.startsWith('data: ')).toBe(true);
+    expect(event.endsWith('\n\n')).toBe(true);
+    expect(JSON.parse(event.slice(6))).toEqual({
+      error: {
+        message: 'Shutting down.',
+        type: 'server_error',
+        param: null,
+        code: 'service_unavailable',
+      },
+    });
+    await expect(reader.read()).rejects.toBe(reason);
+    expect(cancelledWith).toBe(reason);
+    expect(ends).toEqual([{ status: 'aborted', usage: undefined, error: reason }]);
+  });
+
+  it('behavior: cut() before the caller reads again still delivers the event first; after [DONE] it just ends the body; on a JSON body it errors; after the end it does nothing', async () => {
+    const reason = new TollgateError('service_unavailable', 'Shutting down.');
+
+    const pendingEnds: RelayEnd[] = [];
+    const pending = createBodyRelay({
+      reader: streamOf([
+        `data: ${contentEvent('a')}\n\n`,
+        `data: ${contentEvent('b')}\n\n`,
+      ]).getReader(),
+      format: 'sse',
+      onEnd: (end) => pendingEnds.push(end),
+    });
+    pending.cut(reason);
+    const cutText = await collect(pending.body);
+    expect(cutText.text).toContain('"code":"service_unavailable"');
+    expect(cutText.text).not.toContain(contentEvent('b'));
+    expect(cutText.error).toBe(reason);
+    expect(pendingEnds).toEqual([{ status: 'aborted', usage: undefined, error: reason }]);
+
+    const doneEnds: RelayEnd[] = [];
+    const whole = createBodyRelay({
+      reader: streamOf([
+        `data: ${contentEvent('a')}\n\ndata: [DONE]\n\n`,
+        'data: late\n\n',
+      ]).getReader(),
+      format: 'sse',
+      onEnd: (end) => doneEnds.push(end),
+    });
+    const wholeReader = whole.body.getReader();
+    await wholeReader.read();
+    whole.cut(reason);
+    expect(await wholeReader.read()).toEqual({ done: true, value: undefined });
+    expect(doneEnds).toEqual([{ status: 'completed', usage: undefined }]);
+
+    const jsonEnds: RelayEnd[] = [];
+    const json = createBodyRelay({
+      reader: streamOf(['{"id":', '"x"}']).getReader(),
+      format: 'json',
+      onEnd: (end) => jsonEnds.push(end),
+    });
+    json.cut(reason);
+    expect(await collect(json.body)).toEqual({ text: '', error: reason });
+    expect(jsonEnds).toEqual([{ status: 'aborted', usage: undefined, error: reason }]);
+
+    const endedEnds: RelayEnd[] = [];
+    const ended = createBodyRelay({
+      reader: streamOf([`data: ${contentEvent('a')}\n\ndata: [DONE]\n\n`]).getReader(),
+      format: 'sse',
+      onEnd: (end) => endedEnds.push(end),
+    });
+    expect((await collect(ended.body)).error).toBeUndefined();
+    ended.cut(reason);
+    expect(endedEnds).toEqual([{ status: 'completed', usage: undefined }]);
   });
 });

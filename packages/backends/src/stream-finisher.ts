@@ -74,6 +74,13 @@ export interface BodyRelay {
    * `aborted`, and errors `body` with `reason`.
    */
   abort(reason: unknown): void;
+  /**
+   * The server ends delivery early (it is shutting down): cancels the upstream body and ends
+   * with `aborted`. An unfinished SSE body gets one error event carrying `error`'s code and
+   * message, on an event boundary, and then errors; any other body errors with `error`. A
+   * stream whose [DONE] already went out just ends. No-op once delivery has ended.
+   */
+  cut(error: TollgateError): void;
 }
 
 /**
@@ -97,6 +104,7 @@ export function createBodyRelay(options: BodyRelayOptions): BodyRelay {
   let ended = false;
   let aborted = false;
   let abortReason: unknown;
+  let cutError: TollgateError | undefined;
   // The finisher's error waits for the pull after its error event, so the event is read
   // before the stream errors (erroring a stream drops whatever is still queued in it).
   let deferredError: { error: unknown } | undefined;
@@ -130,10 +138,29 @@ export function createBodyRelay(options: BodyRelayOptions): BodyRelay {
   function finishWithErrorEvent(
     controller: ReadableStreamDefaultController<Uint8Array>,
     error: TollgateError,
+    status: 'failed' | 'aborted' = 'failed',
   ): void {
-    controller.enqueue(encodeStreamErrorEvent(error.message));
+    controller.enqueue(encodeStreamErrorEvent(error.message, error.code));
     deferredError = { error };
-    end('failed', error);
+    end(status, error);
+  }
+
+  /** Delivery after {@link BodyRelay.cut}: the error event (or error), never more bytes. */
+  function cutOff(
+    controller: ReadableStreamDefaultController<Uint8Array>,
+    error: TollgateError,
+  ): Promise<void> | undefined {
+    if (splitter) {
+      if (tap?.result().complete) {
+        controller.close();
+        end('completed');
+      } else {
+        finishWithErrorEvent(controller, error, 'aborted');
+      }
+      return undefined;
+    }
+    end('aborted', error);
+    return fail(controller, error);
   }
 
   function upstreamEnded(controller: ReadableStreamDefaultController<Uint8Array>): void {
@@ -162,6 +189,7 @@ export function createBodyRelay(options: BodyRelayOptions): BodyRelay {
     error: unknown,
   ): Promise<void> | undefined {
     if (aborted) return fail(controller, abortReason);
+    if (cutError) return cutOff(controller, cutError);
     if (!splitter) {
       const failed = fail(controller, error);
       end('failed', error);
@@ -196,6 +224,7 @@ export function createBodyRelay(options: BodyRelayOptions): BodyRelay {
           return fail(controller, deferredError.error);
         }
         if (aborted) return fail(controller, abortReason);
+        if (cutError) return cutOff(controller, cutError);
         for (;;) {
           let chunk: Uint8Array;
           if (first) {
@@ -210,6 +239,7 @@ export function createBodyRelay(options: BodyRelayOptions): BodyRelay {
             }
             // A cancel resolves the pending read as done; tell it apart from a real end.
             if (aborted) return fail(controller, abortReason);
+            if (cutError) return cutOff(controller, cutError);
             if (result.done) return upstreamEnded(controller);
             chunk = result.value;
           }
@@ -230,12 +260,24 @@ export function createBodyRelay(options: BodyRelayOptions): BodyRelay {
     { highWaterMark: 0 },
   );
 
-  return { body, abort: cancelUpstream };
+  return {
+    body,
+    abort: cancelUpstream,
+    cut(error) {
+      if (ended || aborted || cutError) return;
+      cutError = error;
+      // A pending read resolves as done; the pull then delivers the cut.
+      reader.cancel(error).catch(noop);
+    },
+  };
 }
 
 /** The SSE event the finisher writes before erroring a broken stream (the OpenAI envelope). */
-export function encodeStreamErrorEvent(message: string): Uint8Array {
-  const envelope = errorEnvelope(message, { type: 'server_error', code: 'upstream_stream_error' });
+export function encodeStreamErrorEvent(
+  message: string,
+  code: string = 'upstream_stream_error',
+): Uint8Array {
+  const envelope = errorEnvelope(message, { type: 'server_error', code });
   return encoder.encode(encodeSseEvent({ data: JSON.stringify(envelope) }));
 }
 
