@@ -60,8 +60,11 @@ export interface CreateAppOptions {
   generateId?: () => string;
   /** Clock in ms, for `created` in /v1/models. @default Date.now */
   now?: () => number;
-  /** Why the gateway cannot serve right now besides its backends (e.g. the database), if so. */
-  notReady?: () => string | undefined;
+  /**
+   * Why the gateway cannot serve right now besides its backends (the database, the limiter's
+   * Redis), if so; asked on each `/health/ready`.
+   */
+  notReady?: () => string | undefined | Promise<string | undefined>;
   /** The admin API, mounted at /admin (answers 404 with a hint when absent). */
   admin?: Hono<GatewayEnv>;
   /** The gateway's encryption keys; their public halves are served when given. */
@@ -693,7 +696,7 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
     });
   }
 
-  app.get('/health/ready', function readiness(c) {
+  app.get('/health/ready', async function readiness(c) {
     const backends = router.status();
     const summary = backends.map((backend) => ({
       name: backend.name,
@@ -702,7 +705,7 @@ export function createApp(options: CreateAppOptions): Hono<GatewayEnv> {
       modelCount: backend.models.length,
       inFlight: backend.inFlight,
     }));
-    const blocked = options.notReady?.();
+    const blocked = await options.notReady?.();
     if (
       blocked === undefined &&
       backends.some((backend) => backend.state === 'healthy' && backend.models.length > 0)

@@ -178,6 +178,13 @@ describe.skipIf(!redisUrl)(
         (entry) => entry.level === 'error' && String(entry.msg).startsWith('limits cannot be'),
       );
       expect(String(line.msg)).toMatch(/Redis is unreachable.*503/);
+      // Readiness and the metrics say so too.
+      const notReady = await fetch(`${gateway.url}/health/ready`);
+      expect(notReady.status).toBe(503);
+      expect(((await notReady.json()) as { reason: string }).reason).toMatch(
+        /limiter state \(Redis\) is unreachable/,
+      );
+      expect(await dependencyUp(gateway.url)).toEqual({ database: 1, limiter: 0 });
       // Static keys are unlimited: the limiter is not asked, they are served.
       const unlimited = await chat(gateway.url, STATIC_KEY);
       expect(unlimited.status).toBe(200);
@@ -202,6 +209,8 @@ describe.skipIf(!redisUrl)(
         { timeout: 30_000, interval: 200 },
       );
       await log.waitFor((entry) => String(entry.msg).startsWith('limits can be checked again'));
+      expect((await fetch(`${gateway.url}/health/ready`)).status).toBe(200);
+      expect(await dependencyUp(gateway.url)).toEqual({ database: 1, limiter: 1 });
       expect(
         log.lines.filter((entry) => String(entry.msg).startsWith('limits cannot be')),
       ).toHaveLength(1);
@@ -228,6 +237,16 @@ describe.skipIf(!redisUrl)(
     });
   },
 );
+
+/** The gateway's `tollgate_dependency_up` gauge, by dependency. */
+async function dependencyUp(url: string): Promise<Record<string, number>> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const up: Record<string, number> = {};
+  for (const match of text.matchAll(/^tollgate_dependency_up\{dependency="(\w+)"\} (\d+)$/gm)) {
+    up[match[1]!] = Number(match[2]);
+  }
+  return up;
+}
 
 /** A gateway on `databaseUrl` (no shared store: the database is the point) and a data dir. */
 async function gatewayOn(
@@ -317,6 +336,7 @@ describe.skipIf(!databaseUrl)(
       });
       await log.waitFor((line) => String(line.msg).includes('usage records cannot be written'));
       expect((await fetch(`${gateway.url}/health/ready`)).status).toBe(503);
+      expect((await dependencyUp(gateway.url)).database).toBe(0);
       release();
       for (const stream of underWay) expect(await stream.finish()).toBe('done');
       const servedBeforeRestore = tally.served;

@@ -98,6 +98,8 @@ describe('GET /metrics', () => {
       2,
     );
     expect(sample(text, 'tollgate_backend_up', { kind: 'openai' })).toBe(1);
+    expect(sample(text, 'tollgate_dependency_up', { dependency: 'database' })).toBe(1);
+    expect(sample(text, 'tollgate_dependency_up', { dependency: 'limiter' })).toBe(1);
     // Nothing left in flight once both answers ended (the scrape itself is the one in flight).
     expect(text).toMatch(/^tollgate_streams_in_flight 0$/m);
     expect(text).toMatch(/^tollgate_requests_in_flight 1$/m);

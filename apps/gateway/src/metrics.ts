@@ -5,6 +5,7 @@
  * statuses, reasons are the gateway's own error codes. No request ids, no caller-chosen text.
  */
 import type { Router } from '@tollgate/backends';
+import type { Tenancy } from '@tollgate/tenancy';
 import {
   Counter,
   collectDefaultMetrics,
@@ -66,7 +67,7 @@ const OVERHEAD_BUCKETS = [
 
 /**
  * Creates the gateway's metrics in a registry of their own (with Node's process metrics);
- * `router` feeds the queue and backend gauges at each scrape.
+ * `router` feeds the queue and backend gauges at each scrape, `tenancy` the dependency gauge.
  *
  * @example
  * ```ts
@@ -74,10 +75,12 @@ const OVERHEAD_BUCKETS = [
  * const text = await metrics.render();
  * ```
  */
-export function createGatewayMetrics(options: { router?: Router } = {}): GatewayMetrics {
+export function createGatewayMetrics(
+  options: { router?: Router; tenancy?: Pick<Tenancy, 'healthy' | 'limiterHealthy'> } = {},
+): GatewayMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
-  const { router } = options;
+  const { router, tenancy } = options;
 
   const requests = new Counter({
     name: 'tollgate_requests_total',
@@ -181,6 +184,19 @@ export function createGatewayMetrics(options: { router?: Router } = {}): Gateway
         this.reset();
         for (const backend of router.status())
           this.set({ backend: backend.name }, backend.inFlight);
+      },
+    });
+  }
+
+  if (tenancy) {
+    new Gauge({
+      name: 'tollgate_dependency_up',
+      help: '1 while the gateway reaches a dependency: the database (usage records) or the limiter state (Redis).',
+      labelNames: ['dependency'] as const,
+      registers: [registry],
+      collect() {
+        this.set({ dependency: 'database' }, tenancy.healthy ? 1 : 0);
+        this.set({ dependency: 'limiter' }, tenancy.limiterHealthy ? 1 : 0);
       },
     });
   }

@@ -53,6 +53,10 @@ export interface StartGatewayOptions {
 const NOTHING_FOUND =
   'no backend configured and discovery found no inference server on this machine: start one (e.g. "ollama serve" or llama-server) and restart the gateway, add ports with TOLLGATE_DISCOVERY_PORTS, or set TOLLGATE_BACKEND_URL';
 
+/** Why a gateway whose limiter state does not answer is not ready. */
+const LIMITER_UNREACHABLE =
+  'limits cannot be checked: the limiter state (Redis) is unreachable; tenants with limits get 503 until it answers';
+
 /** How long streams cut at the end of the shutdown grace period get to send their error event. */
 const CUT_FLUSH_MS = 1000;
 
@@ -205,7 +209,7 @@ export async function startGateway(
           ...(onTenantCreated ? { onTenantCreated } : {}),
           ...(local?.supervisor ? { supervisor: local.supervisor } : {}),
         });
-  const metrics = config.metrics.enabled ? createGatewayMetrics({ router }) : undefined;
+  const metrics = config.metrics.enabled ? createGatewayMetrics({ router, tenancy }) : undefined;
   const app = createApp({
     config,
     router,
@@ -233,8 +237,9 @@ export async function startGateway(
         ? { modelHash: new Uint8Array(Buffer.from(config.attestation.modelHash, 'hex')) }
         : {}),
     },
-    notReady: () => {
+    notReady: async () => {
       if (!tenancy.healthy) return 'usage records cannot be written: the database is unreachable';
+      if (!(await tenancy.checkLimiter())) return LIMITER_UNREACHABLE;
       if (local?.discoveryRan && local.discovered.length === 0) return NOTHING_FOUND;
       return undefined;
     },

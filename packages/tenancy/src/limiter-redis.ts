@@ -389,6 +389,10 @@ export function createRedisLimiter(options: RedisLimiterOptions): Limiter {
       return redis.zcount(slotsKey(tenantId), `(${now}`, '+inf');
     },
 
+    async ping() {
+      await redis.ping();
+    },
+
     async close() {
       seeding.clear();
       if (!ownsClient) return;

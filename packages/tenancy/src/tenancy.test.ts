@@ -459,6 +459,39 @@ describe('admission', () => {
     await tenancy.flush();
     expect((await tenancy.usage({ tenantId: tenant.id }))[0]?.requests).toBe(2);
   });
+
+  it('behavior: checkLimiter pings the limiter (concurrent checks share one ping), reports and remembers its health; a limiter without ping is not asked', async () => {
+    const memory = createMemoryLimiter();
+    let down = true;
+    let pings = 0;
+    const limiter: Limiter = {
+      ...memory,
+      ping: async () => {
+        pings++;
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        if (down) throw new Error('connect ECONNREFUSED');
+      },
+    };
+    const changes: boolean[] = [];
+    const { tenancy } = setup({
+      limiter,
+      onLimiterHealthChange: (healthy) => changes.push(healthy),
+    });
+    expect(tenancy.limiterHealthy).toBe(true);
+    expect(await Promise.all([tenancy.checkLimiter(), tenancy.checkLimiter()])).toEqual([
+      false,
+      false,
+    ]);
+    expect(pings).toBe(1);
+    expect(tenancy.limiterHealthy).toBe(false);
+    down = false;
+    expect(await tenancy.checkLimiter()).toBe(true);
+    expect(tenancy.limiterHealthy).toBe(true);
+    expect(changes).toEqual([false, true]);
+
+    const { tenancy: plain } = setup({ limiter: createMemoryLimiter() });
+    expect(await plain.checkLimiter()).toBe(true);
+  });
 });
 
 /** A fresh payer address, mixed case (as checksummed addresses are), so tests do not share one. */

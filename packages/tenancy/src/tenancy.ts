@@ -248,6 +248,18 @@ export interface Tenancy {
   start(): Promise<{ replayed: number; interrupted: number }>;
   /** False while records cannot be written (admissions are refused with 503 meanwhile). */
   readonly healthy: boolean;
+  /**
+   * False since the limiter's state (Redis) last failed to answer, until it answers again:
+   * tenants with limits are refused with 503 meanwhile. Learnt from admissions, settlements
+   * and {@link Tenancy.checkLimiter}.
+   */
+  readonly limiterHealthy: boolean;
+  /**
+   * Asks the limiter whether its state answers now (a Redis PING, bounded at 2 s), updates
+   * `limiterHealthy` and resolves with it; a limiter without `ping` (the in-memory one) is
+   * not asked. Concurrent calls share one check; never rejects.
+   */
+  checkLimiter(): Promise<boolean>;
   /** Writes what is queued now. */
   flush(): Promise<void>;
   /** Writes what is queued and stops timers; closes the limiter but not the store. */
@@ -258,6 +270,8 @@ const TENANT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const KEY_NAME = /^[\w .:@/-]{1,64}$/;
 const AUTH_WINDOW_MS = 60_000;
 const MAX_AUTH_DELAY_MS = 2000;
+/** How long {@link Tenancy.checkLimiter} waits for the limiter to answer, in ms. */
+const LIMITER_CHECK_MS = 2000;
 /** How often slots the limiter could not release are retried, in ms. */
 const RELEASE_RETRY_MS = 1000;
 /** A slot held longer than this is given up on: the limiter's lease has ended by then. */
@@ -508,6 +522,35 @@ export function createTenancy(options: TenancyOptions): Tenancy {
       }
       unreleased.shift();
     }
+  };
+  let limiterCheck: Promise<boolean> | undefined;
+  const checkLimiter = (): Promise<boolean> => {
+    const ping = limiter.ping?.bind(limiter);
+    if (!ping) return Promise.resolve(limiterHealthy);
+    limiterCheck ??= (async () => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      try {
+        await Promise.race([
+          ping(),
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(
+              () => reject(new Error(`the limiter did not answer within ${LIMITER_CHECK_MS} ms`)),
+              LIMITER_CHECK_MS,
+            );
+          }),
+        ]);
+        limiterAnswered(true);
+        // Slots left held while it was away can go back now, without waiting for a request.
+        if (unreleased.length > 0) void retryReleases();
+      } catch (error) {
+        limiterAnswered(false, error);
+      } finally {
+        clearTimeout(timer);
+        limiterCheck = undefined;
+      }
+      return limiterHealthy;
+    })();
+    return limiterCheck;
   };
   /** Releases the slots left held, one run at a time. */
   const retryReleases = (): Promise<void> => {
@@ -1036,6 +1079,10 @@ export function createTenancy(options: TenancyOptions): Tenancy {
     get healthy() {
       return recorder.healthy;
     },
+    get limiterHealthy() {
+      return limiterHealthy;
+    },
+    checkLimiter,
     flush: () => recorder.flush(),
     async close() {
       clearInterval(sweepTimer);

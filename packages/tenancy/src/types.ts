@@ -397,5 +397,7 @@ export interface Limiter {
   ): Promise<void>;
   /** Concurrency slots held by a tenant right now (for tests and /admin views). */
   inFlight(tenantId: string, now: number): Promise<number>;
+  /** Rejects when the limiter's state does not answer (Redis: a PING). Optional. */
+  ping?(): Promise<void>;
   close(): Promise<void>;
 }
