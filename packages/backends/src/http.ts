@@ -96,6 +96,18 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     };
     if (request.json !== undefined) headers['content-type'] = 'application/json';
     if (request.requestId) headers['x-request-id'] = request.requestId;
+    // The caller's fault, not the server's: refused before anything is sent, so it never
+    // counts against the backend's health or fails over.
+    let body: string | undefined;
+    try {
+      body = request.json === undefined ? undefined : JSON.stringify(request.json);
+    } catch (error) {
+      throw new TollgateError(
+        'invalid_request',
+        'The request cannot be written as JSON: it is nested too deeply or holds a value JSON cannot represent.',
+        { cause: error },
+      );
+    }
 
     // One controller carries both the caller's abort and the timeout, and stays linked to
     // the caller after the headers came: a caller who leaves mid-stream cancels the upstream.
@@ -111,7 +123,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
       return await fetchImplementation(request.url, {
         method,
         headers,
-        body: request.json === undefined ? undefined : JSON.stringify(request.json),
+        body,
         signal: controller.signal,
       });
     } catch (error) {

@@ -69,4 +69,28 @@ describe('server presets', () => {
     const health = await backend.health({ signal: AbortSignal.timeout(50) });
     expect(health).toEqual({ ok: false, detail: 'timed out' });
   });
+
+  test('error: a request that cannot be written as JSON is a 400 invalid_request and nothing is sent', async () => {
+    let sent = 0;
+    const counting = (() => {
+      sent++;
+      return Promise.resolve(new Response('{}'));
+    }) as unknown as typeof fetch;
+    const backend = createOpenAICompatible({ baseURL: 'http://127.0.0.1:9/v1', fetch: counting });
+    let deep: unknown = 'x';
+    for (let depth = 0; depth < 200_000; depth++) deep = [deep];
+    for (const extra of [{ deep }, { big: 1n }]) {
+      const error = await backend
+        .chatCompletions(
+          { model: 'm', messages: [{ role: 'user', content: 'hi' }], ...extra },
+          { signal: new AbortController().signal },
+        )
+        .then(
+          () => undefined,
+          (failure: unknown) => failure,
+        );
+      expect(error).toMatchObject({ code: 'invalid_request', status: 400 });
+    }
+    expect(sent).toBe(0);
+  });
 });
