@@ -538,6 +538,7 @@ describe('loadConfig', () => {
       defaultMaxTokens: 256,
       keyCacheMs: 10_000,
       prices: { 'llama3*': { input: 0.1, output: 0.2 } },
+      limiterUnreachable: 'refuse',
     });
     const problems = problemsOf({
       values: { tenancy: { prices: { m: { input: -1 } } } },
@@ -545,6 +546,27 @@ describe('loadConfig', () => {
       cwd: directory(),
     });
     expect(problems.join('\n')).toMatch(/tenancy\.prices\.m\.input: must be a number, 0 or more/);
+  });
+
+  it('behavior: the policy while Redis is away comes from tenancy.limiter_unreachable or TOLLGATE_LIMITER_UNREACHABLE, and only refuse or serve', () => {
+    const fromFile = loadConfig({
+      values: { tenancy: { limiter_unreachable: 'serve' } },
+      env: {},
+      cwd: directory(),
+    });
+    expect(fromFile.tenancy.limiterUnreachable).toBe('serve');
+    const fromEnv = loadConfig({
+      env: { TOLLGATE_LIMITER_UNREACHABLE: 'serve' },
+      cwd: directory(),
+    });
+    expect(fromEnv.tenancy.limiterUnreachable).toBe('serve');
+    const problems = problemsOf({
+      env: { TOLLGATE_LIMITER_UNREACHABLE: 'open' },
+      cwd: directory(),
+    });
+    expect(problems.join('\n')).toMatch(
+      /tenancy\.limiter_unreachable: must be one of refuse, serve \(from TOLLGATE_LIMITER_UNREACHABLE="open"\)/,
+    );
   });
 
   it('behavior: the example tollgate.yaml in docs/configuration.md is valid', () => {

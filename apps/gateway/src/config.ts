@@ -321,6 +321,9 @@ export const ConfigFileSchema = z.strictObject(
           error: 'must be a map of model name (or glob) to { input, output } prices',
         })
         .default({}),
+      limiter_unreachable: z
+        .enum(['refuse', 'serve'], { error: 'must be one of refuse, serve' })
+        .default('refuse'),
     }),
     metrics: section({
       enabled: z.boolean({ error: 'must be true or false' }).default(true),
@@ -523,6 +526,11 @@ export interface Config {
     keyCacheMs: number;
     /** US dollars per million tokens, by model name or glob. @default {} */
     prices: Record<string, { input: number; output: number }>;
+    /**
+     * Tenants with limits while Redis does not answer: refused with 503 (fail closed), or
+     * served unchecked (fail open). @default 'refuse'
+     */
+    limiterUnreachable: 'refuse' | 'serve';
   };
   /** The config file that was read, if any (absolute path). */
   configFile?: string;
@@ -613,6 +621,7 @@ const ENV_USED = new Set([
   'TOLLGATE_BACKEND_TYPE',
   'TOLLGATE_DATABASE_URL',
   'TOLLGATE_REDIS_URL',
+  'TOLLGATE_LIMITER_UNREACHABLE',
   'TOLLGATE_ENCRYPTION_REQUIRED',
   'TOLLGATE_DISCOVERY_PORTS',
   'TOLLGATE_METRICS_TOKEN',
@@ -734,6 +743,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   };
   fromEnvIn('TOLLGATE_ENCRYPTION_REQUIRED', 'encryption', 'required', booleanWord);
   fromEnvIn('TOLLGATE_DISCOVERY_PORTS', 'discovery', 'ports');
+  fromEnvIn('TOLLGATE_LIMITER_UNREACHABLE', 'tenancy', 'limiter_unreachable');
   fromEnvIn('TOLLGATE_METRICS_TOKEN', 'metrics', 'token');
   fromEnvIn('TOLLGATE_TRACING', 'tracing', 'enabled', booleanWord);
   fromEnvIn('TOLLGATE_X402_PAY_TO', 'payments', 'pay_to');
@@ -936,6 +946,7 @@ function toConfig(
       defaultMaxTokens: file.tenancy.default_max_tokens,
       keyCacheMs: file.tenancy.key_cache_seconds * 1000,
       prices: file.tenancy.prices,
+      limiterUnreachable: file.tenancy.limiter_unreachable,
     },
     notices: [],
   };

@@ -235,6 +235,63 @@ describe.skipIf(!redisUrl)(
       await gateway.close();
       await vi.waitFor(() => expect(proxy.connections()).toBe(0), { timeout: 10_000 });
     });
+
+    it('behavior: with tenancy.limiter_unreachable: serve, limited tenants are served without their limits and still metered while Redis is away; the gateway stays ready', async () => {
+      const target = new URL(redisUrl!);
+      const proxy = await startCuttableProxy(
+        { hostname: target.hostname, port: Number(target.port || 6379) },
+        onCleanup,
+      );
+      const { upstream } = await holdingUpstream();
+      const log = captureLogger();
+      const { gateway } = await startTestGateway(
+        {
+          logger: log.logger,
+          values: {
+            redis_url: throughProxy(redisUrl!, proxy),
+            tenancy: { limiter_unreachable: 'serve' },
+            shutdown: { grace_seconds: 1 },
+            backends: [{ name: 'held', url: upstream.baseURL, models: [MODEL] }],
+          },
+        },
+        onCleanup,
+      );
+      // One request a minute: the second is refused while Redis answers.
+      const { id, key } = await tenantWith(gateway.tenancy, { requests_per_minute: 1 });
+      const first = await chat(gateway.url, key);
+      expect(first.status).toBe(200);
+      expect(first.headers.get('x-ratelimit-limit-requests')).toBe('1');
+      await first.text();
+      expect((await chat(gateway.url, key)).status).toBe(429);
+
+      await proxy.cut();
+      for (let index = 0; index < 3; index++) {
+        const response = await chat(gateway.url, key);
+        expect(response.status).toBe(200);
+        expect(response.headers.get('x-ratelimit-limit-requests')).toBeNull();
+        expect(await response.text()).toContain('data: [DONE]');
+      }
+      const line = await log.waitFor(
+        (entry) => entry.level === 'error' && String(entry.msg).startsWith('limits cannot be'),
+      );
+      expect(String(line.msg)).toMatch(/served without their limits/);
+      expect((await fetch(`${gateway.url}/health/ready`)).status).toBe(200);
+      expect(await dependencyUp(gateway.url)).toEqual({ database: 1, limiter: 0 });
+      await settledDown(gateway);
+      await expectUsage(gateway.tenancy, id, { requests: 4, completionTokens: 8 });
+
+      // Back: the minute's request is still used, so the limit holds again.
+      await proxy.restore();
+      await vi.waitFor(
+        async () => {
+          const response = await chat(gateway.url, key);
+          await response.text();
+          expect(response.status).toBe(429);
+        },
+        { timeout: 30_000, interval: 200 },
+      );
+      expect(await dependencyUp(gateway.url)).toEqual({ database: 1, limiter: 1 });
+    });
   },
 );
 

@@ -239,7 +239,9 @@ export async function startGateway(
     },
     notReady: async () => {
       if (!tenancy.healthy) return 'usage records cannot be written: the database is unreachable';
-      if (!(await tenancy.checkLimiter())) return LIMITER_UNREACHABLE;
+      // Failing open, a gateway without Redis still serves everyone.
+      if (config.tenancy.limiterUnreachable === 'refuse' && !(await tenancy.checkLimiter()))
+        return LIMITER_UNREACHABLE;
       if (local?.discoveryRan && local.discovered.length === 0) return NOTHING_FOUND;
       return undefined;
     },

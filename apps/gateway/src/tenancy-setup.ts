@@ -92,12 +92,15 @@ export async function openTenancy(
         );
       }
     },
+    limiterUnreachable: config.tenancy.limiterUnreachable,
     onLimiterHealthChange: (healthy, error) => {
       if (healthy) logger?.info('limits can be checked again: the limiter state (Redis) answers');
       else {
         logger?.error(
           { error: describeError(error) },
-          'limits cannot be checked (the limiter state in Redis is unreachable): tenants with limits get 503 until it is back, static keys are still served; slots of requests that end meanwhile are released once it is back',
+          config.tenancy.limiterUnreachable === 'serve'
+            ? 'limits cannot be checked (the limiter state in Redis is unreachable): tenants with limits are served without their limits until it is back (tenancy.limiter_unreachable: serve), and still metered'
+            : 'limits cannot be checked (the limiter state in Redis is unreachable): tenants with limits get 503 until it is back, static keys are still served; slots of requests that end meanwhile are released once it is back',
         );
       }
     },

@@ -460,6 +460,59 @@ describe('admission', () => {
     expect((await tenancy.usage({ tenantId: tenant.id }))[0]?.requests).toBe(2);
   });
 
+  it('behavior: with limiterUnreachable serve, limited tenants are served and metered while the limiter is away, without rate headers; the allow list still holds', async () => {
+    const memory = createMemoryLimiter();
+    let down = false;
+    const limiter: Limiter = {
+      ...memory,
+      admit: (request) =>
+        down ? Promise.reject(new Error('connect ECONNREFUSED')) : memory.admit(request),
+    };
+    const changes: boolean[] = [];
+    const { tenancy } = setup({
+      limiter,
+      limiterUnreachable: 'serve',
+      onLimiterHealthChange: (healthy) => changes.push(healthy),
+    });
+    const tenant = await tenancy.createTenant(
+      {
+        name: uniqueName(),
+        limits: { models: ['llama3*'], max_concurrent: 1, requests_per_minute: 1 },
+      },
+      cli,
+    );
+    const caller = await tenancy.authenticate((await tenancy.issueKey(tenant.id, {}, cli)).key);
+    const first = await tenancy.admit(caller, chat('x'));
+    expect(first.headers['x-ratelimit-limit-requests']).toBe('1');
+    down = true;
+    // Over both limits (one slot, held; one request a minute, used): served all the same.
+    const during = await tenancy.admit(caller, chat('x'));
+    expect(during.headers).toEqual({});
+    expect(changes).toEqual([false]);
+    const other = { ...chat('x'), model: 'qwen2.5' };
+    await expect(tenancy.admit(caller, other)).rejects.toMatchObject({
+      code: 'model_not_allowed',
+    });
+    for (const admission of [first, during]) {
+      await admission.settle({
+        status: 'completed',
+        httpStatus: 200,
+        usage: { prompt_tokens: 1, completion_tokens: 2 },
+      });
+    }
+    await tenancy.flush();
+    expect((await tenancy.usage({ tenantId: tenant.id }))[0]).toMatchObject({
+      requests: 2,
+      completionTokens: 4,
+    });
+    down = false;
+    // Back: the limits hold again (the minute's one request is used).
+    await expect(tenancy.admit(caller, chat('x'))).rejects.toMatchObject({
+      code: 'rate_limit_exceeded',
+    });
+    expect(changes).toEqual([false, true]);
+  });
+
   it('behavior: checkLimiter pings the limiter (concurrent checks share one ping), reports and remembers its health; a limiter without ping is not asked', async () => {
     const memory = createMemoryLimiter();
     let down = true;

@@ -76,6 +76,14 @@ export interface TenancyOptions {
    * between are released once it is back.
    */
   onLimiterHealthChange?: (healthy: boolean, error?: unknown) => void;
+  /**
+   * What tenants with limits get while the limiter's state (Redis) does not answer: `refuse`
+   * (fail closed: 503 with `retry-after`), or `serve` (fail open: admitted without their
+   * limits being checked, still metered and recorded; rate, concurrency and budget limits
+   * do not hold meanwhile). The model allow list holds either way.
+   * @default 'refuse'
+   */
+  limiterUnreachable?: 'refuse' | 'serve';
   /** Told about errors that cannot reach a caller (a failed settlement). */
   onError?: (message: string, error: unknown) => void;
 }
@@ -809,8 +817,8 @@ export function createTenancy(options: TenancyOptions): Tenancy {
         limits.tokensPerMinute !== undefined ||
         limits.maxConcurrent !== undefined ||
         (limits.budgets !== undefined && limits.budgets.length > 0);
+      let result: Awaited<ReturnType<Limiter['admit']>> | undefined;
       if (limited) {
-        let result: Awaited<ReturnType<Limiter['admit']>>;
         try {
           // Slots freed while the limiter was away are given back before anything is taken;
           // while it still refuses them, it is still away.
@@ -832,12 +840,17 @@ export function createTenancy(options: TenancyOptions): Tenancy {
           });
         } catch (error) {
           limiterAnswered(false, error);
-          throw new TollgateError(
-            'service_unavailable',
-            'Rate limits cannot be checked right now (their state is unreachable); try again shortly.',
-            { cause: error, headers: { 'retry-after': '5' } },
-          );
+          if (options.limiterUnreachable !== 'serve') {
+            throw new TollgateError(
+              'service_unavailable',
+              'Rate limits cannot be checked right now (their state is unreachable); try again shortly.',
+              { cause: error, headers: { 'retry-after': '5' } },
+            );
+          }
+          // Fail open: served like an unlimited caller, no reservation held in the limiter.
         }
+      }
+      if (result) {
         limiterAnswered(true);
         if (!result.ok) {
           const retryAfterMs = Math.max(1, Math.ceil(result.retryAfterMs));
