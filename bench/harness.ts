@@ -1,8 +1,8 @@
 /**
  * What the gateway benchmarks share (`bench/run.ts`, `bench/streams.ts`, `bench/soak.ts`):
  * free ports, child processes stopped and cleaned up at the end, waiting for HTTP, the
- * gateway compiled and laid out like an installed package, its memory read from /proc, and
- * tenants with keys made through the admin API.
+ * gateway compiled and laid out like an installed package, its memory read from /proc,
+ * tenants with keys made through the admin API, and the clients' POSTs and SSE parsing.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import {
@@ -15,7 +15,7 @@ import {
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { request as httpRequest } from 'node:http';
+import { type Agent, type ClientRequest, request as httpRequest } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -316,6 +316,66 @@ export async function scrapeMetrics(port: number): Promise<Map<string, number>> 
     if (match) samples.set(match[1]!, Number(match[2]));
   }
   return samples;
+}
+
+/**
+ * POSTs `payload` (JSON) to 127.0.0.1:`port` with a bearer `key` over `agent`. `onData` sees
+ * each piece of the answer as it arrives, with the request (to destroy it, say). `answer`
+ * resolves with the status and the whole body, and rejects on a socket error or an answer cut
+ * short.
+ */
+export function postJson(options: {
+  port: number;
+  agent: Agent;
+  path: string;
+  payload: string;
+  key: string;
+  onData?: (part: string, call: ClientRequest) => void;
+}): { call: ClientRequest; answer: Promise<{ status: number; text: string }> } {
+  let call!: ClientRequest;
+  const answer = new Promise<{ status: number; text: string }>((resolveAnswer, reject) => {
+    call = httpRequest(
+      {
+        host: '127.0.0.1',
+        port: options.port,
+        path: options.path,
+        method: 'POST',
+        agent: options.agent,
+        headers: {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(options.payload),
+          authorization: `Bearer ${options.key}`,
+        },
+      },
+      (response) => {
+        let text = '';
+        response.setEncoding('utf8');
+        response.on('data', (part: string) => {
+          text += part;
+          options.onData?.(part, call);
+        });
+        response.on('end', () => resolveAnswer({ status: response.statusCode ?? 0, text }));
+        response.on('error', reject);
+        response.on('aborted', () => reject(new Error('aborted')));
+      },
+    );
+    call.on('error', reject);
+    call.end(options.payload);
+  });
+  return { call, answer };
+}
+
+/** The JSON data events of an SSE body, parsed, and whether it ended with [DONE]. */
+export function sseChunks<T>(text: string): { chunks: T[]; done: boolean } {
+  const chunks: T[] = [];
+  let done = false;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('data: ')) continue;
+    const data = line.slice(6);
+    if (data === '[DONE]') done = true;
+    else chunks.push(JSON.parse(data) as T);
+  }
+  return { chunks, done };
 }
 
 /** Limits of a tenant in the admin API's shape (`requests_per_minute`, ...). */

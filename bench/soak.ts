@@ -21,7 +21,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { Agent, request as httpRequest } from 'node:http';
+import { Agent } from 'node:http';
 import { loadavg } from 'node:os';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -32,8 +32,10 @@ import {
   freePort,
   mib,
   percentile,
+  postJson,
   processMemory,
   scrapeMetrics,
+  sseChunks,
   startGateway,
   waitForHttp,
 } from './harness.js';
@@ -125,26 +127,9 @@ interface Outcome {
   latencyMs: number;
 }
 
-/** The usage chunk of an SSE body, and whether it ended with [DONE]. */
-function readStream(text: string): { usage?: Usage; done: boolean } {
-  let usage: Usage | undefined;
-  let done = false;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith('data: ')) continue;
-    const data = line.slice(6);
-    if (data === '[DONE]') done = true;
-    else {
-      const chunk = JSON.parse(data) as { usage?: Usage | null };
-      if (chunk.usage) usage = chunk.usage;
-    }
-  }
-  return { ...(usage ? { usage } : {}), done };
-}
-
 /** One request of `kind`; never rejects (failures are outcomes with an `error`). */
 function send(port: number, agent: Agent, kind: Kind, key: string): Promise<Outcome> {
   const { path, status } = bodies[kind];
-  const payload = payloads[kind];
   const started = performance.now();
   return new Promise((done) => {
     let settled = false;
@@ -154,59 +139,49 @@ function send(port: number, agent: Agent, kind: Kind, key: string): Promise<Outc
       clearTimeout(timer);
       done({ kind, ...result, latencyMs: performance.now() - started });
     };
-    const call = httpRequest(
-      {
-        host: '127.0.0.1',
-        port,
-        path,
-        method: 'POST',
-        agent,
-        headers: {
-          'content-type': 'application/json',
-          'content-length': Buffer.byteLength(payload),
-          authorization: `Bearer ${key}`,
-        },
+    let seen = '';
+    const { call, answer } = postJson({
+      port,
+      agent,
+      path,
+      payload: payloads[kind],
+      key,
+      onData: (part, request) => {
+        if (kind !== 'abort') return;
+        seen += part;
+        if (/"content":"[^"]/.test(seen)) {
+          // The caller leaves mid-stream, after its first token.
+          finish({});
+          request.destroy();
+        }
       },
-      (response) => {
-        let text = '';
-        response.setEncoding('utf8');
-        response.on('data', (part: string) => {
-          text += part;
-          if (kind === 'abort' && /"content":"[^"]/.test(text)) {
-            // The caller leaves mid-stream, after its first token.
-            finish({});
-            call.destroy();
+    });
+    answer.then(
+      ({ status: got, text }) => {
+        if (got !== status) return finish({ error: `HTTP ${got}, expected ${status}` });
+        if (kind === 'abort') return finish({ error: 'the stream ended before the abort' });
+        if (status !== 200) return finish({});
+        try {
+          if (kind === 'stream') {
+            const { chunks, done: ended } = sseChunks<{ usage?: Usage | null }>(text);
+            if (!ended) return finish({ error: 'stream without [DONE]' });
+            const usage = chunks.findLast((chunk) => chunk.usage)?.usage;
+            if (!usage) return finish({ error: 'stream without a usage chunk' });
+            return finish({ usage });
           }
-        });
-        response.on('end', () => {
-          if (response.statusCode !== status) {
-            return finish({ error: `HTTP ${response.statusCode}, expected ${status}` });
-          }
-          if (kind === 'abort') return finish({ error: 'the stream ended before the abort' });
-          if (status !== 200) return finish({});
-          try {
-            if (kind === 'stream') {
-              const { usage, done: ended } = readStream(text);
-              if (!ended) return finish({ error: 'stream without [DONE]' });
-              if (!usage) return finish({ error: 'stream without a usage chunk' });
-              return finish({ usage });
-            }
-            const answer = JSON.parse(text) as { usage?: Usage };
-            if (!answer.usage) return finish({ error: 'answer without usage' });
-            finish({ usage: answer.usage });
-          } catch (error) {
-            finish({ error: `unreadable answer: ${(error as Error).message}` });
-          }
-        });
-        response.on('error', (error) => finish({ error: error.message }));
+          const reply = JSON.parse(text) as { usage?: Usage };
+          if (!reply.usage) return finish({ error: 'answer without usage' });
+          finish({ usage: reply.usage });
+        } catch (error) {
+          finish({ error: `unreadable answer: ${(error as Error).message}` });
+        }
       },
+      (error: Error) => finish({ error: error.message }),
     );
-    call.on('error', (error) => finish({ error: error.message }));
     const timer = setTimeout(() => {
       finish({ error: `no answer within ${requestTimeoutMs / 1000} s` });
       call.destroy();
     }, requestTimeoutMs);
-    call.end(payload);
   });
 }
 

@@ -18,7 +18,7 @@
  * Options: STREAMS (default 1000), STREAMS_CHUNK_MS, STREAMS_RAMP_MS, STREAMS_SETTLE_S.
  */
 import { readdirSync } from 'node:fs';
-import { Agent, request as httpRequest } from 'node:http';
+import { Agent } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   checkFileLimit,
@@ -26,9 +26,11 @@ import {
   freePort,
   mib,
   percentile,
+  postJson,
   processMemory,
   resetPeakRss,
   scrapeMetrics,
+  sseChunks,
   startGateway,
   waitForHttp,
   waitForSettledRss,
@@ -55,23 +57,6 @@ interface StreamResult {
   totalMs: number;
 }
 
-/** The content deltas of an SSE body, joined, and whether it ended with [DONE]. */
-function readStream(text: string): { content: string; done: boolean } {
-  let content = '';
-  let done = false;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith('data: ')) continue;
-    const data = line.slice(6);
-    if (data === '[DONE]') {
-      done = true;
-      continue;
-    }
-    const chunk = JSON.parse(data) as { choices?: Array<{ delta?: { content?: string } }> };
-    content += chunk.choices?.[0]?.delta?.content ?? '';
-  }
-  return { content, done };
-}
-
 /** One streamed completion; never rejects (failures are results with `ok: false`). */
 function stream(
   port: number,
@@ -93,46 +78,36 @@ function stream(
         totalMs: performance.now() - started,
       });
     };
-    const call = httpRequest(
-      {
-        host: '127.0.0.1',
-        port,
-        path: '/v1/chat/completions',
-        method: 'POST',
-        agent,
-        headers: {
-          'content-type': 'application/json',
-          'content-length': Buffer.byteLength(payload),
-          authorization: `Bearer ${apiKey}`,
-        },
+    const { answer } = postJson({
+      port,
+      agent,
+      path: '/v1/chat/completions',
+      payload,
+      key: apiKey,
+      onData: (part) => {
+        if (firstTokenMs < 0 && /"content":"[^"]/.test(part)) {
+          firstTokenMs = performance.now() - started;
+          events.firstToken();
+        }
       },
-      (response) => {
-        let text = '';
-        response.setEncoding('utf8');
-        response.on('data', (part: string) => {
-          text += part;
-          if (firstTokenMs < 0 && /"content":"[^"]/.test(part)) {
-            firstTokenMs = performance.now() - started;
-            events.firstToken();
-          }
-        });
-        response.on('end', () => {
-          if (response.statusCode !== 200) return finish(false, `HTTP ${response.statusCode}`);
-          try {
-            const { content, done: ended } = readStream(text);
-            if (!ended) return finish(false, 'no [DONE]');
-            if (content !== expectedText) return finish(false, 'content differs');
-            finish(true);
-          } catch (error) {
-            finish(false, `unreadable stream: ${(error as Error).message}`);
-          }
-        });
-        response.on('error', (error) => finish(false, error.message));
-        response.on('aborted', () => finish(false, 'aborted'));
+    });
+    answer.then(
+      ({ status, text }) => {
+        if (status !== 200) return finish(false, `HTTP ${status}`);
+        try {
+          const { chunks, done: ended } = sseChunks<{
+            choices?: Array<{ delta?: { content?: string } }>;
+          }>(text);
+          if (!ended) return finish(false, 'no [DONE]');
+          const content = chunks.map((chunk) => chunk.choices?.[0]?.delta?.content ?? '').join('');
+          if (content !== expectedText) return finish(false, 'content differs');
+          finish(true);
+        } catch (error) {
+          finish(false, `unreadable stream: ${(error as Error).message}`);
+        }
       },
+      (error: Error) => finish(false, error.message),
     );
-    call.on('error', (error) => finish(false, error.message));
-    call.end(payload);
   });
 }
 
