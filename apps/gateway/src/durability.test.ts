@@ -141,6 +141,65 @@ describe.each(databases)('on $name', ({ url: databaseFor }) => {
   });
 });
 
+describe.skipIf(!redisUrl)(
+  'SIGKILL with limits in Redis (TOLLGATE_TEST_REDIS_URL unset: skipped)',
+  () => {
+    it('behavior: the concurrency slot of a request cut by SIGKILL is given back at the restart, not held until its lease ends', async () => {
+      const slow = await fake('slow', { chunkDelayMs: 500, reply: 'a b c d e f g h i j k l' });
+      const data = tempDataDir();
+      cleanups.push(data.cleanup);
+      configFile(data.path, [slow]);
+      const env: Record<string, string> = {
+        TOLLGATE_DATA_DIR: join(data.path, 'data'),
+        TOLLGATE_API_KEYS: KEY,
+        TOLLGATE_ADMIN_KEY: ADMIN,
+        TOLLGATE_REDIS_URL: redisUrl!,
+      };
+      const first = await serve(data.path, env);
+      const admin = async (path: string, body: unknown) => {
+        const response = await fetch(`${first.url}/admin${path}`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        });
+        expect(response.status).toBe(201);
+        return (await response.json()) as { id: string; key: string };
+      };
+      const tenant = await admin('/tenants', {
+        name: `sigkill-${Date.now()}`,
+        limits: { max_concurrent: 1 },
+      });
+      const { key } = await admin(`/tenants/${tenant.id}/keys`, {});
+      const cut = await chat(first.url, 'slow', key, { stream: true });
+      expect(cut.status).toBe(200);
+      const reader = cut.body!.getReader();
+      await reader.read();
+      // The tenant's one slot is taken.
+      expect((await chat(first.url, 'slow', key)).status).toBe(429);
+      first.run.child.kill('SIGKILL');
+      await first.run.exit;
+      await reader.read().catch(() => {});
+
+      // Without the release at start, the slot would stay taken for its 10-minute lease.
+      const second = await serve(data.path, env);
+      const served = await chat(second.url, 'slow', key);
+      expect(served.status).toBe(200);
+      await served.json();
+      // The one cut as interrupted, at its estimate, and the one served (written in a batch).
+      await vi.waitFor(
+        async () =>
+          expect((await usage(second.url, `tenant=${tenant.id}`)).totals).toMatchObject({
+            requests: 2,
+            estimated_requests: 1,
+          }),
+        { timeout: 10_000, interval: 200 },
+      );
+      second.run.child.kill('SIGTERM');
+      expect(await second.run.exit).toBe(0);
+    });
+  },
+);
+
 describe.skipIf(!databaseUrl)(
   'PostgreSQL unreachable (TOLLGATE_TEST_DATABASE_URL unset: skipped)',
   () => {

@@ -259,7 +259,11 @@ describe('recorder', () => {
       journalDir: dir,
       ...slow,
     });
-    expect(await next.recover()).toEqual({ replayed: 5, interrupted: 1 });
+    expect(await next.recover()).toMatchObject({
+      replayed: 5,
+      interrupted: 1,
+      open: [{ id: 'ad_in_flight' }],
+    });
     expect(records.usage.get('ad_served')?.status).toBe('completed');
     // Whole, its time a Date again.
     expect(records.payments.get('py_served')).toEqual(payment('py_served'));
@@ -278,7 +282,7 @@ describe('recorder', () => {
     expect(records.audit.size).toBe(1);
     expect(readdirSync(dir)).toHaveLength(0);
     // Recovering again changes nothing: every write is idempotent.
-    expect(await next.recover()).toEqual({ replayed: 0, interrupted: 0 });
+    expect(await next.recover()).toEqual({ replayed: 0, interrupted: 0, open: [] });
     expect(records.usage.size).toBe(2);
     expect(records.payments.size).toBe(1);
     await Promise.all([dead.close().catch(() => {}), next.close()]);
@@ -306,7 +310,7 @@ describe('recorder', () => {
       journalDir: dir,
       ...slow,
     });
-    expect(await next.recover()).toEqual({ replayed: 1, interrupted: 0 });
+    expect(await next.recover()).toEqual({ replayed: 1, interrupted: 0, open: [] });
     expect(records.payments.get('py_late')).toEqual(payment('py_late'));
     await next.close();
   });
@@ -315,7 +319,7 @@ describe('recorder', () => {
     const records = memoryRecords();
     records.reservations.set('ad_other', reservation('ad_other', 'gw-2'));
     const recorder = createRecorder({ store: records.store, instanceId: 'gw-1', ...slow });
-    expect(await recorder.recover()).toEqual({ replayed: 0, interrupted: 0 });
+    expect(await recorder.recover()).toEqual({ replayed: 0, interrupted: 0, open: [] });
     expect(records.reservations.has('ad_other')).toBe(true);
     await recorder.close();
   });

@@ -69,9 +69,10 @@ export interface Recorder {
   readonly pending: number;
   /**
    * Replays what a previous process left: journal segments, then its open reservations as
-   * `interrupted` usage. Call once at start, before the first admission.
+   * `interrupted` usage (returned as `open`, so their concurrency slots can be given back).
+   * Call once at start, before the first admission.
    */
-  recover(): Promise<{ replayed: number; interrupted: number }>;
+  recover(): Promise<{ replayed: number; interrupted: number; open: ReservationRecord[] }>;
   /** Stops the timer and writes what is queued (what cannot be written stays in the journal). */
   close(): Promise<void>;
 }
@@ -342,7 +343,7 @@ export function createRecorder(options: RecorderOptions): Recorder {
         audit: [],
         payments: [],
       });
-      return { replayed, interrupted: open.length };
+      return { replayed, interrupted: open.length, open };
     },
     async close() {
       if (closed) return;

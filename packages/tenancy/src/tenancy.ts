@@ -6,6 +6,7 @@
  */
 import { formatIssuePath, TollgateError } from '@tollgate/protocol';
 import { createId, generateKey, hashSecret, parseKey, secretMatches } from './keys.js';
+import { minuteStartOf } from './limiter-common.js';
 import { createMemoryLimiter } from './limiter-memory.js';
 import {
   applyLimitsInput,
@@ -1088,7 +1089,32 @@ export function createTenancy(options: TenancyOptions): Tenancy {
       });
     },
 
-    start: () => recorder.recover(),
+    async start() {
+      const { replayed, interrupted, open } = await recorder.recover();
+      // A process killed outright held its requests' concurrency slots; in a shared limiter
+      // (Redis) they would stay taken until their lease ends, minutes from now. They are given
+      // back at the reserved figures, so no counter moves. An in-memory limiter died with it.
+      if (limiter.kind !== 'memory') {
+        await Promise.all(
+          open.map((reservation) => {
+            const tokens = reservation.promptTokens + reservation.completionTokens;
+            return release(
+              {
+                tenantId: reservation.tenantId,
+                admissionId: reservation.id,
+                tokens,
+                costMicroUsd: reservation.costMicroUsd,
+                minuteStart: minuteStartOf(reservation.at.getTime()),
+                periods: [],
+                slot: true,
+              },
+              { tokens, costMicroUsd: reservation.costMicroUsd, now: now() },
+            );
+          }),
+        );
+      }
+      return { replayed, interrupted };
+    },
     get healthy() {
       return recorder.healthy;
     },
