@@ -401,6 +401,7 @@ describe('loadConfig', () => {
         maxTimeoutSeconds: 120,
         price: { perRequest: '0.002' },
         models: {},
+        payerLimits: {},
       });
       expect(config.notices).toEqual([]);
     });
@@ -418,6 +419,7 @@ describe('loadConfig', () => {
           '    output_per_million: 2',
           '  models:',
           '    "llama3*": { per_request: "0.0005", input_per_million: 0.1 }',
+          '  payer_limits: { requests_per_minute: 30, max_concurrent: 2, models: ["llama3*"] }',
           '',
         ].join('\n'),
       });
@@ -427,7 +429,24 @@ describe('loadConfig', () => {
         keyHoldersPay: true,
         price: { perRequest: '0.003', outputPerMillion: '2' },
         models: { 'llama3*': { perRequest: '0.0005', inputPerMillion: '0.1' } },
+        payerLimits: { requestsPerMinute: 30, maxConcurrent: 2, models: ['llama3*'] },
       });
+    });
+
+    it("error: payer_limits are checked as a tenant's limits are", () => {
+      const problems = problemsOf({
+        values: {
+          payments: {
+            pay_to: payTo,
+            facilitator_url: 'http://f',
+            payer_limits: { requests_per_minute: 0, per_hour: 5 },
+          },
+        },
+        env: {},
+        cwd: directory(),
+      });
+      expect(problems.join('\n')).toMatch(/payments\.payer_limits\.requests_per_minute/);
+      expect(problems.join('\n')).toMatch(/payments\.payer_limits.*per_hour/);
     });
 
     it.each([

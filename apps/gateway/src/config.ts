@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import type { BackendKind } from '@tollgate/backends';
 import { type DiscoveryPort, expandCidr, parseDiscoveryPorts } from '@tollgate/discovery';
 import { formatIssuePath } from '@tollgate/protocol';
+import { applyLimitsInput, type TenantLimits, tenantLimitsInputSchema } from '@tollgate/tenancy';
 import { createPricing, findNetwork, toCaip2 } from '@tollgate/x402';
 import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
@@ -372,6 +373,7 @@ export const ConfigFileSchema = z.strictObject(
           error: 'must be a map of model name (or prefix*) to a price',
         })
         .default({}),
+      payer_limits: tenantLimitsInputSchema.optional(),
     }),
     shutdown: section({
       grace_seconds: z
@@ -571,6 +573,11 @@ export interface PaymentsConfig {
   price: PaymentPriceConfig;
   /** Prices by model name or prefix (`llama3*`). */
   models: Record<string, PaymentPriceConfig>;
+  /**
+   * Limits each paying address gets, as a tenant's (requests and tokens per minute,
+   * concurrency, models, budgets). @default {} (unlimited: each request is paid for)
+   */
+  payerLimits: TenantLimits;
 }
 
 /** Options for {@link loadConfig}. */
@@ -1084,6 +1091,7 @@ function toPaymentsConfig(
     models: Object.fromEntries(
       Object.entries(section.models).map(([model, entry]) => [model, toPrice(entry)]),
     ),
+    payerLimits: section.payer_limits ? applyLimitsInput({}, section.payer_limits) : {},
   };
   if (section.asset !== undefined) {
     payments.asset = { ...section.asset, address: section.asset.address as `0x${string}` };

@@ -394,6 +394,26 @@ describe('x402 payments through the gateway', () => {
     expect(record).toMatchObject({ status: 'verified', transaction: null });
   });
 
+  it('error: payer_limits hold for each paying address: over them, a 429 and nothing is charged', async () => {
+    const { gateway, facilitator } = await start({ payer_limits: { requests_per_minute: 1 } });
+    const [terms] = (await termsOf(await post(gateway))).accepts;
+    const first = await post(gateway, { 'payment-signature': await signPayment(payer, terms!) });
+    expect(first.status).toBe(200);
+    expect(first.headers.get('x-ratelimit-limit-requests')).toBe('1');
+    const over = await post(gateway, { 'payment-signature': await signPayment(payer, terms!) });
+    expect(over.status).toBe(429);
+    expect(((await over.json()) as { error: { code: string } }).error.code).toBe(
+      'rate_limit_exceeded',
+    );
+    expect(over.headers.get('payment-response')).toBeNull();
+    expect(facilitator.calls.settle).toHaveLength(1);
+    // Another address has its own allowance.
+    const other = newPayer();
+    const theirs = await post(gateway, { 'payment-signature': await signPayment(other, terms!) });
+    expect(theirs.status).toBe(200);
+    expect(facilitator.calls.settle).toHaveLength(2);
+  });
+
   it('behavior: key holders are metered, not charged, unless key_holders_pay', async () => {
     const { gateway, facilitator } = await start({}, { api_keys: ['sk-holder'] });
     const withKey = await post(gateway, { authorization: 'Bearer sk-holder' });

@@ -83,6 +83,7 @@ export async function openTenancy(
     defaultMaxTokens: config.tenancy.defaultMaxTokens,
     staticKeys: config.apiKeys,
     keyCacheMs: config.tenancy.keyCacheMs,
+    ...(config.payments ? { payerLimits: config.payments.payerLimits } : {}),
     onHealthChange: (healthy, error) => {
       if (healthy) logger?.info('usage records are being written again');
       else {

@@ -5,13 +5,20 @@
 import { z } from 'zod';
 import type { Budget, LimiterLimits, TenantLimits } from './types.js';
 
-const positiveInteger = z.number().int().positive();
+const POSITIVE_INTEGER = 'must be a whole number, 1 or more';
+const positiveInteger = z
+  .number({ error: POSITIVE_INTEGER })
+  .int({ error: POSITIVE_INTEGER })
+  .positive({ error: POSITIVE_INTEGER });
 
 const budgetSchema = z
   .strictObject({
-    period: z.enum(['day', 'month']),
+    period: z.enum(['day', 'month'], { error: 'must be day or month' }),
     tokens: positiveInteger.optional(),
-    spend_usd: z.number().positive().optional(),
+    spend_usd: z
+      .number({ error: 'must be an amount in US dollars, more than 0' })
+      .positive({ error: 'must be an amount in US dollars, more than 0' })
+      .optional(),
   })
   .refine((budget) => budget.tokens !== undefined || budget.spend_usd !== undefined, {
     message: 'a budget needs "tokens", "spend_usd" or both',
