@@ -39,8 +39,9 @@ export interface RedisLimiterOptions {
    */
   keyPrefix?: string;
   /**
-   * How long a concurrency slot stays held without a settle, in ms: a gateway that dies
-   * loses its slots after this long. Longer than the longest request you serve.
+   * How long a concurrency slot stays held without a settle or a renewal, in ms: a gateway
+   * that dies loses its slots after this long. The tenancy service renews the slots of
+   * requests still running well before then (see `slotRenewMs`), so a request may run longer.
    * @default 600000
    */
   slotLeaseMs?: number;
@@ -193,6 +194,17 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 `;
 
+/*
+ * KEYS: the tenant's slots set. ARGV: admission id, new lease expiry (ms), key ttl (ms).
+ * Extends a slot still held; one already released or expired is not taken again.
+ */
+const RENEW_LUA = `
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+return 1
+`;
+
 interface Script {
   source: string;
   sha: string;
@@ -205,6 +217,7 @@ function script(source: string): Script {
 const ADMIT = script(ADMIT_LUA);
 const SETTLE = script(SETTLE_LUA);
 const SEED = script(SEED_LUA);
+const RENEW = script(RENEW_LUA);
 
 type UsedInPeriod = NonNullable<LimiterRequest['usedInPeriod']>;
 
@@ -387,6 +400,20 @@ export function createRedisLimiter(options: RedisLimiterOptions): Limiter {
 
     async inFlight(tenantId, now) {
       return redis.zcount(slotsKey(tenantId), `(${now}`, '+inf');
+    },
+
+    async renew(reservations, now) {
+      await Promise.all(
+        reservations
+          .filter((reservation) => reservation.slot)
+          .map((reservation) =>
+            run(
+              RENEW,
+              [slotsKey(reservation.tenantId)],
+              [reservation.admissionId, now + slotLeaseMs, slotLeaseMs + EXPIRY_MARGIN_MS],
+            ),
+          ),
+      );
     },
 
     async ping() {

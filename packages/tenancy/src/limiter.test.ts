@@ -591,6 +591,22 @@ describeLimiter('memory limiter (shared suite)', async () => ({
         accepted(await alive.admit(request(tenant, limits, { now: T0 + 1000 })));
       });
 
+      it('behavior: renew extends a held slot past its lease, and never takes back a released one', async () => {
+        const tenant = tenantId();
+        const limits = { maxConcurrent: 2 };
+        const limiter = make({ slotLeaseMs: 1000 });
+        const running = accepted(await limiter.admit(request(tenant, limits)));
+        const ended = accepted(await limiter.admit(request(tenant, limits)));
+        await limiter.settle(ended, { tokens: 10, costMicroUsd: 0, now: T0 + 100 });
+        await limiter.renew!([running, ended], T0 + 800);
+        // The running one holds on to T0 + 1800; the released one stays released.
+        expect(await limiter.inFlight(tenant, T0 + 1500)).toBe(1);
+        expect(await limiter.inFlight(tenant, T0 + 1800)).toBe(0);
+        const key = `${own}{${tenant}}:slots`;
+        expect(await client.zrange(key, '0', '-1')).toEqual([running.admissionId]);
+        expect(await client.pttl(key)).toBeGreaterThan(1000);
+      });
+
       it('behavior: every key of a tenant carries its hash tag and expires', async () => {
         const tenant = tenantId();
         const limiter = make();

@@ -1,5 +1,5 @@
 import { isTollgateError, type TollgateError } from '@tollgate/protocol';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   type Caller,
   createMemoryLimiter,
@@ -511,6 +511,29 @@ describe('admission', () => {
       code: 'rate_limit_exceeded',
     });
     expect(changes).toEqual([false, true]);
+  });
+
+  it('behavior: the slots of running requests are renewed on a timer until they settle', async () => {
+    const memory = createMemoryLimiter();
+    const renewed: string[][] = [];
+    const limiter: Limiter = {
+      ...memory,
+      renew: async (reservations) => {
+        renewed.push(reservations.map((reservation) => reservation.admissionId));
+      },
+    };
+    const { tenancy } = setup({ limiter, slotRenewMs: 10 });
+    const caller = await tenantCaller(tenancy, { max_concurrent: 2 });
+    const running = await tenancy.admit(caller, chat('x'));
+    const unlimited = await tenancy.admit(await tenantCaller(tenancy, {}), chat('x'));
+    await vi.waitFor(() => expect(renewed.length).toBeGreaterThan(1));
+    expect(renewed.at(-1)).toEqual([running.id]);
+    await running.settle({ status: 'completed', httpStatus: 200 });
+    await unlimited.settle({ status: 'completed', httpStatus: 200 });
+    const count = renewed.length;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    // Nothing held: no more renewals.
+    expect(renewed).toHaveLength(count);
   });
 
   it('behavior: checkLimiter pings the limiter (concurrent checks share one ping), reports and remembers its health; a limiter without ping is not asked', async () => {

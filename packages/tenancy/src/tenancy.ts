@@ -63,6 +63,12 @@ export interface TenancyOptions {
   payerLimits?: TenantLimits;
   /** How long a looked-up key stays cached; a revocation elsewhere takes this long to apply here. @default 10000 */
   keyCacheMs?: number;
+  /**
+   * How often the concurrency slots of requests still running are renewed in a limiter whose
+   * slots expire (Redis, 10-minute leases), so a request longer than a lease keeps its slot.
+   * Keep it well under the lease. @default 120000
+   */
+  slotRenewMs?: number;
   /** Failed authentications from one address per minute before answers slow down. @default 10 */
   authFailuresBeforeDelay?: number;
   /** Clock in ms since the epoch. @default Date.now */
@@ -281,6 +287,8 @@ const AUTH_WINDOW_MS = 60_000;
 const MAX_AUTH_DELAY_MS = 2000;
 /** How long {@link Tenancy.checkLimiter} waits for the limiter to answer, in ms. */
 const LIMITER_CHECK_MS = 2000;
+/** How often the slots of running requests are renewed, in ms (leases last 10 minutes). */
+const SLOT_RENEW_MS = 120_000;
 /** How often slots the limiter could not release are retried, in ms. */
 const RELEASE_RETRY_MS = 1000;
 /** A slot held longer than this is given up on: the limiter's lease has ended by then. */
@@ -576,11 +584,25 @@ export function createTenancy(options: TenancyOptions): Tenancy {
     }, RELEASE_RETRY_MS);
     retryTimer.unref?.();
   };
+  // Slots held by requests still running, renewed on a timer where slots expire.
+  const holding = new Set<Reservation>();
+  const renewTimer = limiter.renew
+    ? setInterval(() => {
+        if (holding.size === 0) return;
+        limiter.renew!([...holding], now()).then(
+          () => limiterAnswered(true),
+          (error: unknown) => limiterAnswered(false, error),
+        );
+      }, options.slotRenewMs ?? SLOT_RENEW_MS)
+    : undefined;
+  renewTimer?.unref();
+
   /** Settles a reservation in the limiter; never rejects. */
   const release = async (
     reservation: Reservation,
     actual: Parameters<Limiter['settle']>[1],
   ): Promise<void> => {
+    holding.delete(reservation);
     try {
       await limiter.settle(reservation, actual);
       limiterAnswered(true);
@@ -873,6 +895,7 @@ export function createTenancy(options: TenancyOptions): Tenancy {
           );
         }
         reservation = result.reservation;
+        if (reservation.slot) holding.add(reservation);
         headers = rateHeaders(result.state);
       }
 
@@ -1125,6 +1148,7 @@ export function createTenancy(options: TenancyOptions): Tenancy {
     flush: () => recorder.flush(),
     async close() {
       clearInterval(sweepTimer);
+      clearInterval(renewTimer);
       clearTimeout(retryTimer);
       sweepFailures(true);
       // One last try; what the limiter still refuses is freed by its slot leases.

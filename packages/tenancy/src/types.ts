@@ -399,5 +399,10 @@ export interface Limiter {
   inFlight(tenantId: string, now: number): Promise<number>;
   /** Rejects when the limiter's state does not answer (Redis: a PING). Optional. */
   ping?(): Promise<void>;
+  /**
+   * Extends the leases of the concurrency slots these reservations still hold, for a limiter
+   * whose slots expire (Redis). Released or expired slots are not taken again. Optional.
+   */
+  renew?(reservations: LimiterReservation[], now: number): Promise<void>;
   close(): Promise<void>;
 }
