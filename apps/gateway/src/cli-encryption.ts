@@ -17,7 +17,7 @@ Usage:
   The keys live in <data dir>/encryption-keys.json (mode 0600), made on the gateway's first
   start. Clients encrypt to the current key (GET /v1/enclave/pubkey serves its P-256 public key);
   after a rotation the previous key is still accepted for the grace period. A running gateway
-  reads the file when it starts: restart it after a rotation.
+  reads the file again on SIGHUP (kill -HUP <pid>), or when it restarts.
 
 Options:
       --grace DURATION  How long the previous key stays accepted: seconds or 30m, 24h, 7d
@@ -142,7 +142,7 @@ export async function encryptionCommand(
   }
   if (action === 'rotate') {
     io.err(
-      `tollgate: key ${rows[0]!.id} is now current; the previous key is accepted for ${values.grace ?? '24h'} more. Restart the gateway to serve it.\n`,
+      `tollgate: key ${rows[0]!.id} is now current; the previous key is accepted for ${values.grace ?? '24h'} more. Send the running gateway SIGHUP (kill -HUP <pid>), or restart it, to serve it.\n`,
     );
   }
   return 0;

@@ -12,6 +12,7 @@ import { keysCommand, tenantsCommand, usageCommand } from './cli-admin.js';
 import { discoverCommand } from './cli-discover.js';
 import { encryptionCommand } from './cli-encryption.js';
 import { isConfigError, loadConfig } from './config.js';
+import { keySetPath } from './encryption.js';
 import { createLogger } from './logger.js';
 import { startGateway } from './server.js';
 
@@ -230,6 +231,28 @@ async function serveCommand(args: string[]): Promise<number> {
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+  });
+  // SIGHUP: serve the key file as it is now (after `tollgate encryption rotate`).
+  process.on('SIGHUP', () => {
+    try {
+      const set = gateway.reloadEncryptionKeys();
+      const current = set.keys[0];
+      logger.info(
+        { file: keySetPath(config.dataDir), current: current?.id, keys: set.keys.length },
+        'encryption keys reloaded',
+      );
+    } catch (error) {
+      const message = isConfigError(error)
+        ? error.problems.join(' ')
+        : error instanceof Error
+          ? error.message
+          : String(error);
+      logger.error(
+        { error: message },
+        'encryption keys not reloaded: still serving the previous ones',
+      );
+      process.stderr.write(`tollgate: SIGHUP: encryption keys not reloaded: ${message}\n`);
+    }
   });
 
   if (config.configFile) logger.info({ configFile: config.configFile }, 'configuration loaded');

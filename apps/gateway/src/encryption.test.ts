@@ -18,7 +18,7 @@ import { encryptionCommand } from './cli-encryption.js';
 import { isConfigError, loadConfig } from './config.js';
 import { keySetPath, loadOrCreateKeySet, rotateKeySetFile } from './encryption.js';
 import { startGateway } from './server.js';
-import { captureLogger, startTestGateway, tempDataDir, testStore } from './test-helpers.js';
+import { captureLogger, runCli, startTestGateway, tempDataDir, testStore } from './test-helpers.js';
 
 const cleanups: Array<() => Promise<unknown>> = [];
 afterEach(async () => {
@@ -168,7 +168,7 @@ describe('tollgate encryption', () => {
     const rotated = await run(['rotate', '--grace', '1h', '--kem', 'x25519']);
     expect(rotated.code, rotated.stderr).toBe(0);
     expect(rotated.stdout).toMatch(/^ID\s+KEM\s+STATE/);
-    expect(rotated.stderr).toContain('Restart the gateway');
+    expect(rotated.stderr).toContain('SIGHUP');
     const after = JSON.parse((await run(['show', '--json'])).stdout) as {
       keys: Array<Record<string, unknown>>;
     };
@@ -307,4 +307,39 @@ describe('Obol-encrypted requests', { timeout: 60_000 }, () => {
     );
     expect(encrypted.status).toBe(200);
   });
+});
+
+describe('SIGHUP', () => {
+  it('behavior: a running gateway serves rotated keys after SIGHUP; a damaged file is refused and the keys in use stay', async () => {
+    const dir = dataDir();
+    const run = runCli(
+      ['serve', '--port', '0'],
+      {
+        cwd: dir,
+        env: { TOLLGATE_DATA_DIR: dir, TOLLGATE_API_KEYS: 'k', TOLLGATE_LOG_LEVEL: 'info' },
+      },
+      (cleanup) => cleanups.push(async () => cleanup()),
+    );
+    const [, url] = await run.waitForStderr(/listening on (http:\/\/\S+) /, 60_000);
+    const tag = async () =>
+      ((await (await fetch(`${url}/v1/enclave/pubkey`)).json()) as { tag: string }).tag;
+    expect(await tag()).toBe('k1');
+
+    rotateKeySetFile(dir, { graceMs: 3_600_000 });
+    // Not before the signal: the file is read at start and on SIGHUP only.
+    expect(await tag()).toBe('k1');
+    run.child.kill('SIGHUP');
+    await vi.waitFor(async () => expect(await tag()).toBe('k2'), { timeout: 10_000 });
+    expect(run.stdout()).toMatch(/"msg":"encryption keys reloaded"/);
+
+    writeFileSync(keySetPath(dir), '{"not": "a key set"}');
+    run.child.kill('SIGHUP');
+    await run.waitForStderr(
+      /SIGHUP: encryption keys not reloaded: .*encryption-keys\.json/,
+      10_000,
+    );
+    expect(await tag()).toBe('k2');
+    run.child.kill('SIGTERM');
+    expect(await run.exit).toBe(0);
+  }, 90_000);
 });

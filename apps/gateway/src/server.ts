@@ -80,6 +80,12 @@ export interface Gateway {
   /** Requests being served now. */
   inFlight(): number;
   /**
+   * Reads `encryption-keys.json` again (after `tollgate encryption rotate`) and serves the
+   * keys it holds from the next request on; the CLI calls it on SIGHUP.
+   * @throws {ConfigError} when the file cannot be read as a key set (the keys in use stay).
+   */
+  reloadEncryptionKeys(): KeySet;
+  /**
    * Stops taking new connections, lets in-flight requests and streams finish for up to
    * `config.shutdown.graceMs`, then cuts what is left and closes the router. Idempotent.
    */
@@ -395,6 +401,10 @@ export async function startGateway(
     discoveryRan: local?.discoveryRan ?? false,
     server,
     inFlight: () => inFlight,
+    reloadEncryptionKeys() {
+      encryptionKeys = loadOrCreateKeySet(config.dataDir).set;
+      return encryptionKeys;
+    },
     close,
   };
 }
