@@ -1075,7 +1075,7 @@ describe('specific bad input', () => {
 
   it('behavior: slow-loris connections do not keep others from being served', async () => {
     expect(gateway.server.headersTimeout).toBeGreaterThan(0);
-    expect(gateway.server.headersTimeout).toBeLessThanOrEqual(60_000);
+    expect(gateway.server.headersTimeout).toBeLessThanOrEqual(30_000);
     const head = `POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer ${STATIC_KEY}\r\n`;
     const sockets = await Promise.all(Array.from({ length: 50 }, rawSocket));
     let sent = 0;

@@ -268,8 +268,10 @@ export async function startGateway(
       // The request timeout covers receiving a request, not sending the answer, but a slow
       // caller uploading a large body must not be cut either; streams are never timed out.
       requestTimeout: 0,
-      // Still bound how long a connection may take to send its headers (slowloris).
-      headersTimeout: 60_000,
+      // Still bound how long a connection may take to send its headers (slowloris): Node
+      // checks every connectionsCheckingInterval, so one is closed within 35 s.
+      headersTimeout: 30_000,
+      connectionsCheckingInterval: 5_000,
       keepAliveTimeout: 5_000,
     },
   }) as Server;
