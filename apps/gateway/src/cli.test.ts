@@ -112,6 +112,61 @@ describe('tollgate CLI', { timeout: 60_000 }, () => {
     expect(result.stderr()).toContain('SIGTERM received');
   });
 
+  it('behavior: a stop signal delivered twice at once (as to a whole process group) still drains; one sent later exits at once', async () => {
+    const upstream = await startFakeUpstream({
+      kind: 'openai',
+      models: ['fake-model'],
+      chunkDelayMs: 300,
+      reply: 'one two three four five six seven eight',
+    });
+    cleanups.push(() => upstream.close());
+    const start = async () => {
+      const result = run(['serve', '--port', '0'], {
+        env: { TOLLGATE_BACKEND_URL: upstream.baseURL, TOLLGATE_API_KEYS: 'sk-cli-test' },
+      });
+      const [, url] = await result.waitForStderr(/listening on (http:\/\/\S+) /);
+      const response = await fetch(`${url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: 'Bearer sk-cli-test', 'content-type': 'application/json' },
+        body: JSON.stringify({
+          model: 'fake-model',
+          messages: [{ role: 'user', content: 'hi' }],
+          stream: true,
+        }),
+      });
+      expect(response.status).toBe(200);
+      const reader = response.body!.getReader();
+      await reader.read();
+      // The rest of the stream, or undefined if it was cut (never rejects).
+      const rest = (async () => {
+        let text = '';
+        for (let next = await reader.read(); !next.done; next = await reader.read()) {
+          text += new TextDecoder().decode(next.value);
+        }
+        return text;
+      })().catch(() => undefined);
+      return { result, rest };
+    };
+
+    const twice = await start();
+    twice.result.child.kill('SIGTERM');
+    // The relayed copy arrives just after the first was taken (two sent at once would merge).
+    await twice.result.waitForStderr(/SIGTERM received/);
+    twice.result.child.kill('SIGTERM');
+    expect((await twice.rest)?.trimEnd().endsWith('data: [DONE]')).toBe(true);
+    expect(await twice.result.exit).toBe(0);
+    expect(twice.result.stderr()).not.toContain('exiting now');
+
+    const later = await start();
+    later.result.child.kill('SIGTERM');
+    await later.result.waitForStderr(/SIGTERM received/);
+    await new Promise((resolve) => setTimeout(resolve, 1200));
+    later.result.child.kill('SIGTERM');
+    expect(await later.result.exit).toBe(1);
+    expect(later.result.stderr()).toContain('SIGTERM again, exiting now');
+    expect(await later.rest).toBeUndefined();
+  });
+
   it('behavior: log lines written up to the exit all reach standard output', async () => {
     const upstream = await fake();
     const result = run(['serve', '--port', '0'], {

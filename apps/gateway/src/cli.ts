@@ -19,6 +19,8 @@ import { startGateway } from './server.js';
 const EXIT_OK = 0;
 const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
+/** A stop signal this soon after the first is the same stop, delivered twice. */
+const REPEAT_SIGNAL_MS = 1000;
 
 const MAIN_HELP = `tollgate — an OpenAI-compatible gateway in front of the LLM servers you run yourself
 (Ollama, llama.cpp's llama-server, vLLM, LM Studio, MLX, any OpenAI-compatible server),
@@ -208,13 +210,17 @@ async function serveCommand(args: string[]): Promise<number> {
   // Signals are handled from the moment the gateway runs, not after the start-up lines: a
   // SIGTERM while backends are probed must still drain and close the store cleanly.
   const stopped = new Promise<number>((resolve) => {
-    let stopping = false;
+    let stoppingSince: number | undefined;
     const onSignal = (signal: NodeJS.Signals) => {
-      if (stopping) {
+      if (stoppingSince !== undefined) {
+        // One stop sent to the whole process group (systemd, timeout, kill -- -pgid) arrives
+        // twice: directly, and relayed by the tsx or pnpm in front. Only a later one is a
+        // second request.
+        if (Date.now() - stoppingSince < REPEAT_SIGNAL_MS) return;
         process.stderr.write(`tollgate: ${signal} again, exiting now\n`);
         process.exit(EXIT_FAILURE);
       }
-      stopping = true;
+      stoppingSince = Date.now();
       process.stderr.write(
         `tollgate: ${signal} received, finishing ${gateway.inFlight()} in-flight request(s) (up to ${config.shutdown.graceMs / 1000}s; signal again to exit now)\n`,
       );
