@@ -58,8 +58,10 @@ const SERVE_HELP = `tollgate serve — start the gateway
 Serves the OpenAI API (POST /v1/chat/completions, /v1/completions, /v1/embeddings,
 GET /v1/models), encrypted requests (GET /v1/enclave/pubkey, /.well-known/ohttp-gateway),
 the admin API (/admin, with TOLLGATE_ADMIN_KEY) and health checks (GET /health,
-GET /health/ready), forwarding requests to the configured backends. Stops gracefully on Ctrl+C or SIGTERM: in-flight requests and
-streams get shutdown.grace_seconds (30 by default) to finish; a second signal exits at once.
+GET /health/ready), forwarding requests to the configured backends. Stops gracefully on
+Ctrl+C or SIGTERM: in-flight requests and streams get shutdown.grace_seconds (30 by default)
+to finish; a second signal, a second or more later, exits at once. SIGHUP reloads the
+encryption keys (after tollgate encryption rotate).
 
 Usage:
   tollgate serve [--config FILE] [--host HOST] [--port PORT]
