@@ -5,7 +5,6 @@
  * `tollgate serve` loads the configuration, starts the gateway and stops it gracefully on
  * SIGINT/SIGTERM. Exit codes: 0 done, 1 configuration or start-up problem, 2 wrong usage.
  */
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { FIRST_KEY_HELP } from './access.js';
 import { keysCommand, tenantsCommand, usageCommand } from './cli-admin.js';
@@ -15,6 +14,7 @@ import { isConfigError, loadConfig } from './config.js';
 import { keySetPath } from './encryption.js';
 import { createLogger } from './logger.js';
 import { startGateway } from './server.js';
+import { gatewayVersion } from './version.js';
 
 const EXIT_OK = 0;
 const EXIT_FAILURE = 1;
@@ -113,14 +113,6 @@ Examples:
 Configuration reference: docs/configuration.md
 `;
 
-function readVersion(): string {
-  // src/cli.ts and dist/cli.js both sit one level below package.json.
-  const manifest = JSON.parse(
-    readFileSync(new URL('../package.json', import.meta.url), 'utf8'),
-  ) as { version: string };
-  return manifest.version;
-}
-
 function usageError(message: string, help: 'main' | 'serve'): number {
   process.stderr.write(
     `tollgate: ${message}\nRun "tollgate ${help === 'serve' ? 'serve ' : ''}--help" for usage.\n`,
@@ -135,7 +127,7 @@ async function main(argv: string[]): Promise<number> {
     return EXIT_OK;
   }
   if (command === '-v' || command === '--version') {
-    process.stdout.write(`${readVersion()}\n`);
+    process.stdout.write(`${gatewayVersion()}\n`);
     return EXIT_OK;
   }
   if (command.startsWith('-')) return usageError(`unknown option "${command}"`, 'main');

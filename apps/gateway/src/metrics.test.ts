@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 /**
  * GET /metrics through a real gateway: what is counted after real traffic, that label values
  * stay bounded whatever callers send, the overhead header, and who may read the metrics.
@@ -100,6 +101,10 @@ describe('GET /metrics', () => {
     expect(sample(text, 'tollgate_backend_up', { kind: 'openai' })).toBe(1);
     expect(sample(text, 'tollgate_dependency_up', { dependency: 'database' })).toBe(1);
     expect(sample(text, 'tollgate_dependency_up', { dependency: 'limiter' })).toBe(1);
+    const { version } = JSON.parse(
+      readFileSync(new URL('../package.json', import.meta.url), 'utf8'),
+    ) as { version: string };
+    expect(sample(text, 'tollgate_build_info', { version, node: process.version })).toBe(1);
     // Nothing left in flight once both answers ended (the scrape itself is the one in flight).
     expect(text).toMatch(/^tollgate_streams_in_flight 0$/m);
     expect(text).toMatch(/^tollgate_requests_in_flight 1$/m);

@@ -14,6 +14,7 @@ import {
   type Registry as PromRegistry,
   Registry,
 } from 'prom-client';
+import { gatewayVersion } from './version.js';
 
 /** How one request ended, as the access log sees it. */
 export interface RequestObservation {
@@ -188,6 +189,12 @@ export function createGatewayMetrics(
     });
   }
 
+  new Gauge({
+    name: 'tollgate_build_info',
+    help: 'Always 1; the labels say which gateway and Node.js versions are running.',
+    labelNames: ['version', 'node'] as const,
+    registers: [registry],
+  }).set({ version: gatewayVersion(), node: process.version }, 1);
   if (tenancy) {
     new Gauge({
       name: 'tollgate_dependency_up',
