@@ -623,6 +623,32 @@ describe('errors', () => {
     expect(upstream.clientAborts).toBe(1);
   });
 
+  it('error: a stream still going when the shutdown grace period ends gets an error line saying so, which the client raises', async () => {
+    const { gateway, tenancy, upstream } = await start({
+      values: { shutdown: { grace_seconds: 0 } },
+      upstream: { chunkDelayMs: 100, reply: 'a b c d e f g h i j k l m n o p q r s t' },
+    });
+    const { key } = await issue(tenancy);
+    const stream = await client(gateway, key).chat({
+      model: MODEL,
+      messages: [{ role: 'user', content: 'Hi' }],
+      stream: true,
+    });
+    const seen: string[] = [];
+    let closing: Promise<void> | undefined;
+    await expect(
+      (async () => {
+        for await (const part of stream) {
+          seen.push(part.message.content);
+          closing ??= gateway.close();
+        }
+      })(),
+    ).rejects.toThrow(/shutting down/);
+    await closing;
+    expect(seen.length).toBeLessThan(20);
+    await upstream.waitForClientAbort();
+  });
+
   it('error: an error the backend sends inside its stream ends the NDJSON with its message', async () => {
     const { gateway, tenancy } = await start({
       upstream: { errorAfterChunks: 2, errorMessage: 'out of memory' },
