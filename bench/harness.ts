@@ -424,3 +424,17 @@ export function median(values: number[]): number {
 export function mib(bytes: number): string {
   return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 }
+
+/**
+ * Runs a benchmark's `main` and exits: with `process.exitCode` (0 unless the benchmark set
+ * it), or 1 with the error's message. Exiting ends the child processes' pipes and timers.
+ */
+export function runMain(main: () => Promise<void>): void {
+  main().then(
+    () => process.exit(process.exitCode ?? 0),
+    (error: unknown) => {
+      console.error(error instanceof Error ? error.message : error);
+      process.exit(1);
+    },
+  );
+}

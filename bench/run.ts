@@ -31,6 +31,7 @@ import {
   freePort,
   median,
   percentile,
+  runMain,
   startGateway,
   waitForHttp,
 } from './harness.js';
@@ -334,10 +335,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (error: unknown) => {
-    console.error(error instanceof Error ? error.message : error);
-    process.exit(1);
-  },
-);
+runMain(main);

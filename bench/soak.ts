@@ -34,6 +34,7 @@ import {
   percentile,
   postJson,
   processMemory,
+  runMain,
   scrapeMetrics,
   sseChunks,
   startGateway,
@@ -445,10 +446,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(process.exitCode ?? 0),
-  (error: unknown) => {
-    console.error(error instanceof Error ? error.message : error);
-    process.exit(1);
-  },
-);
+runMain(main);

@@ -29,6 +29,7 @@ import {
   postJson,
   processMemory,
   resetPeakRss,
+  runMain,
   scrapeMetrics,
   sseChunks,
   startGateway,
@@ -275,10 +276,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(process.exitCode ?? 0),
-  (error: unknown) => {
-    console.error(error instanceof Error ? error.message : error);
-    process.exit(1);
-  },
-);
+runMain(main);
